@@ -1,0 +1,176 @@
+"""Command line: serve (default), migrate, users, keys, sessions, purge."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from service import crypto, db, store
+from service.addresses import parse_email
+from service.errors import ConfigError, ServiceError
+from service.logs import configure_logging
+from service.settings import Settings, load_settings
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m service", description="Latch")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8000)
+    sub = parser.add_subparsers(dest="command")
+    sub.add_parser("serve", help="serve HTTP (the default)")
+    sub.add_parser("migrate", help="apply database migrations and exit")
+    sub.add_parser("purge", help="delete old flows and dead sessions now")
+    users = sub.add_parser("users", help="manage users").add_subparsers(
+        dest="action", required=True
+    )
+    users.add_parser("add", help="create a user").add_argument("email")
+    keys = sub.add_parser("keys", help="manage signing keys").add_subparsers(
+        dest="action", required=True
+    )
+    gen = keys.add_parser("generate", help="add a key (current unless --next)")
+    gen.add_argument("--next", action="store_true", help="publish it without signing yet")
+    keys.add_parser("list", help="list keys and their states")
+    rot = keys.add_parser("rotate", help="make the next key current (or a new one)")
+    rot.add_argument(
+        "--publish-first",
+        action="store_true",
+        help="only add a next key now; run `keys rotate` again later to switch",
+    )
+    keys.add_parser("retire", help="stop publishing a retired key").add_argument("kid")
+    sessions = sub.add_parser("sessions", help="manage sessions").add_subparsers(
+        dest="action", required=True
+    )
+    sessions.add_parser("revoke", help="revoke every session of an address").add_argument(
+        "--email", required=True
+    )
+    return parser
+
+
+def _environment() -> dict[str, str]:
+    from service.asgi import environment
+
+    return environment()
+
+
+def _run_db(settings: Settings, work: Callable[[db.Database], Awaitable[Any]]) -> Any:
+    async def main() -> Any:
+        database = db.open_database(settings.resolved_database_url)
+        await database.connect()
+        try:
+            await database.run(db.migrate(int(time.time())))
+            return await work(database)
+        finally:
+            await database.disconnect()
+
+    return asyncio.run(main())
+
+
+def serve(settings: Settings, host: str, port: int) -> None:
+    """uvicorn with its access log and proxy-header handling off (DESIGN §1.4, §4)."""
+    import uvicorn
+
+    from service.app import create_app
+
+    app = create_app(settings)
+    uvicorn.run(
+        app,
+        host=host,
+        port=port,
+        access_log=False,
+        proxy_headers=False,
+        server_header=False,
+        log_config=None,
+        timeout_graceful_shutdown=int(settings.shutdown_grace) + 5,
+    )
+
+
+def _users_add(settings: Settings, email: str) -> int:
+    address, key = parse_email(email, settings.allowed_email_domains)
+    user, created = _run_db(
+        settings, lambda d: d.run(store.add_user(crypto.new_id(), address, key, int(time.time())))
+    )
+    print(f"{'created' if created else 'exists '} {user['id']} {user['email']}")
+    return 0
+
+
+def _sessions_revoke(settings: Settings, email: str) -> int:
+    _, key = parse_email(email)
+
+    async def work(database: db.Database) -> int:
+        user = await database.run(store.find_user(key), write=False)
+        if user is None:
+            print("no such user", file=sys.stderr)
+            return 1
+        ended = await database.run(store.revoke_user_sessions(user["id"], int(time.time())))
+        print(f"revoked {len(ended)} session(s)")
+        return 0
+
+    return int(_run_db(settings, work))
+
+
+def _keys(settings: Settings, args: argparse.Namespace) -> int:
+    from service import tokens
+
+    d, alg = settings.keys_dir, settings.jwt_algorithm
+    if alg == "HS256":
+        print("JWT_ALGORITHM=HS256 uses SECRET_KEY; there are no key files", file=sys.stderr)
+        return 1
+    if args.action == "generate":
+        print(tokens.add_key(d, alg, "next" if args.next else "current"))
+    elif args.action == "list":
+        for entry in tokens.list_keys(d):
+            print(f"{entry['kid']}  {entry['alg']:6}  {entry['state']}")
+    elif args.action == "rotate":
+        pending = [e for e in tokens.list_keys(d) if e["state"] == "next"]
+        if args.publish_first or not pending:
+            kid = tokens.add_key(d, alg, "next")
+            print(f"published {kid} as next; run `keys rotate` after verifiers refetched")
+            if args.publish_first:
+                return 0
+            tokens.set_state(d, kid, "current")
+        else:
+            tokens.set_state(d, pending[-1]["kid"], "current")
+        print("rotated; the previous key stays published as retired")
+    elif args.action == "retire":
+        tokens.set_state(d, args.kid, "removed")
+        print(f"{args.kid} is no longer published")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point."""
+    args = _parser().parse_args(argv)
+    try:
+        settings = load_settings(_environment())
+    except ConfigError as e:
+        print(str(e), file=sys.stderr)
+        return 2
+    configure_logging(settings.log_level)
+    command = args.command or "serve"
+    try:
+        if command == "serve":
+            serve(settings, args.host, args.port)
+        elif command == "migrate":
+            applied = _run_db(settings, lambda d: asyncio.sleep(0))
+            print(f"database is at the latest schema {applied or ''}".strip())
+        elif command == "purge":
+            counts = _run_db(settings, lambda d: d.run(store.purge(int(time.time()), 86400)))
+            print(counts)
+        elif command == "users":
+            return _users_add(settings, args.email)
+        elif command == "sessions":
+            return _sessions_revoke(settings, args.email)
+        elif command == "keys":
+            return _keys(settings, args)
+    except ServiceError as e:
+        print(e.message, file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,248 @@
+"""JSON endpoints, forward auth (/auth/check), /.well-known/*, health."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from service.cookies import (
+    clear_flow_cookie,
+    clear_session_cookies,
+    set_flow_cookie,
+    set_session_cookies,
+)
+from service.errors import (
+    ForbiddenOriginError,
+    InvalidRequestError,
+    ServiceError,
+    UnsupportedMediaTypeError,
+)
+from service.flows import Authenticated, Login, Started
+from service.security import client_ip, origin_allowed, safe_next
+from service.sessions import Identity, Sessions
+from service.settings import Settings
+
+MAX_FIELD = 2000
+
+
+def json_error(error: ServiceError) -> JSONResponse:
+    """An error in the JSON API's format."""
+    return JSONResponse(error.to_json(), status_code=error.status, headers=error.headers)
+
+
+async def read_json(request: Request, settings: Settings) -> dict[str, Any]:
+    """The JSON object body of an API call, after the content-type and origin checks."""
+    if not origin_allowed(request.headers.get("origin"), settings):
+        raise ForbiddenOriginError()
+    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if ctype != "application/json":
+        raise UnsupportedMediaTypeError()
+    raw = await request.body()
+    if not raw.strip():
+        return {}
+    try:
+        body = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as e:
+        raise InvalidRequestError("The body is not valid JSON.") from e
+    if not isinstance(body, dict):
+        raise InvalidRequestError("The body must be a JSON object.")
+    return body
+
+
+def text_field(body: dict[str, Any], name: str, *, required: bool = True) -> str | None:
+    """A string field, bounded in length."""
+    value = body.get(name)
+    if value is None:
+        if required:
+            raise InvalidRequestError(f"`{name}` is required.", field=name)
+        return None
+    if not isinstance(value, str) or len(value) > MAX_FIELD:
+        raise InvalidRequestError(f"`{name}` must be a string.", field=name)
+    return value
+
+
+def _state(request: Request) -> tuple[Settings, Login, Sessions]:
+    app = request.app.state
+    return app.settings, app.login, app.sessions
+
+
+def _client(request: Request, settings: Settings) -> tuple[str, str]:
+    ip = client_ip(request.scope, settings.trusted_proxies)
+    return ip, request.headers.get("user-agent", "")[:300]
+
+
+def _started(started: Started, settings: Settings) -> Response:
+    response = JSONResponse(
+        {
+            "flow_id": started.flow_id,
+            "expires_in": started.expires_in,
+            "resend_after": started.resend_after,
+        },
+        status_code=202,
+    )
+    set_flow_cookie(response, settings, started.flow_cookie)
+    return response
+
+
+def _signed_in(auth: Authenticated, settings: Settings) -> Response:
+    response = JSONResponse(
+        {
+            "user": {"id": auth.user_id, "email": auth.email},
+            "session": {"id": auth.session_id, "expires_at": auth.session_expires_at},
+        }
+    )
+    set_session_cookies(response, settings, auth)
+    clear_flow_cookie(response, settings)
+    return response
+
+
+def _flow_id(request: Request, body: dict[str, Any], login: Login, settings: Settings) -> str:
+    flow_id = text_field(body, "flow_id", required=False)
+    if flow_id is None:
+        flow_id = login.flow_from_cookie(request.cookies.get(settings.flow_cookie))
+    if not flow_id:
+        raise InvalidRequestError(
+            "`flow_id` is required (or the latch_flow cookie).", field="flow_id"
+        )
+    return flow_id
+
+
+async def start(request: Request) -> Response:
+    """POST /api/start {"email", "next"?} -> 202."""
+    settings, login, _ = _state(request)
+    body = await read_json(request, settings)
+    email = text_field(body, "email") or ""
+    next_url = safe_next(body.get("next"), settings)
+    ip, ua = _client(request, settings)
+    started = await login.start(email=email, next_url=next_url, ip=ip, user_agent=ua)
+    return _started(started, settings)
+
+
+async def resend(request: Request) -> Response:
+    """POST /api/resend {"flow_id"?} -> 202."""
+    settings, login, _ = _state(request)
+    body = await read_json(request, settings)
+    return _started(await login.resend(flow_id=_flow_id(request, body, login, settings)), settings)
+
+
+async def verify(request: Request) -> Response:
+    """POST /api/verify {"code", "flow_id"?} -> 200 + cookies."""
+    settings, login, _ = _state(request)
+    body = await read_json(request, settings)
+    code = text_field(body, "code") or ""
+    ip, ua = _client(request, settings)
+    auth = await login.verify_code(
+        flow_id=_flow_id(request, body, login, settings), code=code, ip=ip, user_agent=ua
+    )
+    return _signed_in(auth, settings)
+
+
+async def link(request: Request) -> Response:
+    """POST /api/link {"token"} -> 200 + cookies."""
+    settings, login, _ = _state(request)
+    body = await read_json(request, settings)
+    token = text_field(body, "token") or ""
+    ip, ua = _client(request, settings)
+    auth = await login.verify_link(
+        token=token,
+        browser_flow_id=login.flow_from_cookie(request.cookies.get(settings.flow_cookie)),
+        ip=ip,
+        user_agent=ua,
+    )
+    return _signed_in(auth, settings)
+
+
+def access_token(request: Request, settings: Settings) -> str | None:
+    """The access JWT from the session cookie or an `Authorization: Bearer` header."""
+    token = request.cookies.get(settings.session_cookie)
+    if token:
+        return token
+    auth = request.headers.get("authorization", "")
+    if auth[:7].lower() == "bearer ":
+        return auth[7:].strip()
+    return None
+
+
+async def current_identity(request: Request) -> Identity:
+    """The signed-in person of this request, else UnauthenticatedError."""
+    settings, _, sessions = _state(request)
+    return await sessions.check(access_token(request, settings))
+
+
+async def logout(request: Request) -> Response:
+    """POST /api/logout {"all"?} -> 204, cookies cleared."""
+    settings, _, sessions = _state(request)
+    body = await read_json(request, settings)
+    everywhere = body.get("all", False)
+    if not isinstance(everywhere, bool):
+        raise InvalidRequestError("`all` must be true or false.", field="all")
+    identity = await current_identity(request)
+    await sessions.logout(identity, everywhere=everywhere)
+    response = Response(status_code=204)
+    clear_session_cookies(response, settings)
+    return response
+
+
+async def session(request: Request) -> Response:
+    """GET /api/session -> 200 {"user", "session"} or 401."""
+    _, _, sessions = _state(request)
+    return JSONResponse(await sessions.describe(await current_identity(request)))
+
+
+async def auth_check(request: Request) -> Response:
+    """GET /auth/check: forward auth for nginx, Caddy and Traefik (the hot path)."""
+    identity = await current_identity(request)
+    return Response(
+        status_code=200,
+        headers={
+            "X-Latch-User": identity.user_id,
+            "X-Latch-Email": identity.email,
+            "X-Latch-Session": identity.session_id,
+        },
+    )
+
+
+async def jwks(request: Request) -> Response:
+    """GET /.well-known/jwks.json: the published public keys (cacheable)."""
+    return JSONResponse(
+        request.app.state.keyring.jwks(), headers={"Cache-Control": "public, max-age=300"}
+    )
+
+
+async def healthz(request: Request) -> Response:
+    """Alive."""
+    return JSONResponse({"status": "ok"})
+
+
+async def readyz(request: Request) -> Response:
+    """Ready: the database answers and the mail queue has room."""
+    from service.db import ping
+
+    state = request.app.state
+    checks = {"database": True, "mail_queue": not state.mailer.full}
+    try:
+        checks["database"] = await state.db.run(ping(), write=False)
+    except ServiceError:
+        checks["database"] = False
+    ok = all(checks.values())
+    return JSONResponse(
+        {"status": "ok" if ok else "unavailable", "checks": checks}, status_code=200 if ok else 503
+    )
+
+
+routes = [
+    Route("/api/start", start, methods=["POST"]),
+    Route("/api/resend", resend, methods=["POST"]),
+    Route("/api/verify", verify, methods=["POST"]),
+    Route("/api/link", link, methods=["POST"]),
+    Route("/api/logout", logout, methods=["POST"]),
+    Route("/api/session", session, methods=["GET"]),
+    Route("/auth/check", auth_check, methods=["GET", "HEAD"]),
+    Route("/.well-known/jwks.json", jwks, methods=["GET"]),
+    Route("/healthz", healthz, methods=["GET", "HEAD"]),
+    Route("/readyz", readyz, methods=["GET", "HEAD"]),
+]

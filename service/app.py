@@ -1,0 +1,151 @@
+"""create_app: routes, middleware and lifespan, with collaborators passed in."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import Response
+
+from service import api, db, store
+from service.crypto import Keys
+from service.db import Database, open_database
+from service.errors import MethodNotAllowedError, NotFoundError, ServiceError
+from service.flows import Login
+from service.mailer import Mailer, Transport, default_transport
+from service.security import (
+    BodyLimitMiddleware,
+    HostCheckMiddleware,
+    SecurityHeadersMiddleware,
+    wants_json,
+)
+from service.sessions import Sessions
+from service.settings import Settings
+from service.tokens import Keyring, ensure_key
+
+log = logging.getLogger("latch")
+KEY_RELOAD_INTERVAL = 5.0
+# Flows are kept as long as the longest limit window, so that limits can be counted.
+FLOW_RETENTION = 86400
+
+
+def create_app(
+    settings: Settings,
+    *,
+    mail_transport: Transport | None = None,
+    database: Database | None = None,
+    clock: Callable[[], float] = time.time,
+) -> Starlette:
+    """The Latch ASGI app. Tests pass a transport, a database or a clock; nothing is patched."""
+    database = database or open_database(settings.resolved_database_url)
+    if settings.development and settings.jwt_algorithm != "HS256":
+        ensure_key(settings.keys_dir, settings.jwt_algorithm)
+    keyring = Keyring(
+        settings.keys_dir, settings.jwt_algorithm, Keys.from_secret(settings.secret_key).jwt_hmac
+    )
+    mailer = Mailer(settings, mail_transport or default_transport(settings), database, clock)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        await database.connect()
+        applied = await database.run(db.migrate(int(clock())))
+        if applied:
+            log.info("migrations applied: %s", applied)
+        mailer.start()
+        tasks = [
+            asyncio.create_task(_reload_keys(keyring), name="latch-keys"),
+            asyncio.create_task(_purge(database, settings, clock), name="latch-purge"),
+        ]
+        try:
+            yield
+        finally:
+            await mailer.drain(settings.shutdown_grace)
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            await database.disconnect()
+
+    from service import web
+
+    app = Starlette(
+        routes=[*api.routes, *web.routes],
+        middleware=[
+            Middleware(SecurityHeadersMiddleware, settings=settings),
+            Middleware(HostCheckMiddleware, settings=settings),
+            Middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes),
+        ],
+        exception_handlers={
+            ServiceError: _service_error,
+            HTTPException: _http_error,
+            Exception: _unexpected_error,
+        },
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.db = database
+    app.state.keyring = keyring
+    app.state.mailer = mailer
+    app.state.login = Login(settings, database, mailer, keyring, clock)
+    app.state.sessions = Sessions(settings, database, keyring, clock)
+    app.state.clock = clock
+    return app
+
+
+async def _service_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, ServiceError)
+    if wants_json(request.url.path):
+        return api.json_error(exc)
+    from service import web
+
+    return web.error_page(request, exc)
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    error: ServiceError
+    if exc.status_code == 405:
+        error = MethodNotAllowedError()
+    elif exc.status_code == 404:
+        error = NotFoundError()
+    else:
+        error = ServiceError()
+        error.status = exc.status_code
+    return await _service_error(request, error)
+
+
+async def _unexpected_error(request: Request, exc: Exception) -> Response:
+    # The cause is logged for operators (type only: a message might quote input); the client
+    # gets the generic message of a 500.
+    log.error("unexpected %s on %s", type(exc).__name__, request.url.path, exc_info=exc)
+    return await _service_error(request, ServiceError())
+
+
+async def _reload_keys(keyring: Keyring) -> None:
+    """Pick up keys added or rotated in KEYS_DIR without a restart."""
+    while True:
+        await asyncio.sleep(KEY_RELOAD_INTERVAL)
+        try:
+            keyring.reload()
+        except Exception as e:  # a half-written folder must not stop the service
+            log.error("signing keys not reloaded: %s", e)
+
+
+async def _purge(database: Database, settings: Settings, clock: Callable[[], float]) -> None:
+    """Periodic purge; safe on every instance at once (deletes are idempotent)."""
+    if not settings.purge_interval:
+        return
+    while True:
+        await asyncio.sleep(settings.purge_interval)
+        try:
+            counts: dict[str, Any] = await database.run(store.purge(int(clock()), FLOW_RETENTION))
+            log.info("purge: %s", counts)
+        except ServiceError as e:
+            log.warning("purge skipped: %s", e.message)

@@ -1,0 +1,75 @@
+"""The cookies Latch sets: HttpOnly, SameSite=Lax, Path=/, Secure and prefixed under https."""
+
+from __future__ import annotations
+
+from starlette.responses import Response
+
+from service.flows import Authenticated
+from service.settings import Settings
+
+
+def _set(
+    response: Response,
+    settings: Settings,
+    name: str,
+    value: str,
+    max_age: int,
+    *,
+    shared: bool = False,
+) -> None:
+    response.set_cookie(
+        name,
+        value,
+        max_age=max_age,
+        path="/",
+        httponly=True,
+        samesite="lax",
+        secure=settings.cookie_secure,
+        domain=settings.cookie_domain or None if shared else None,
+    )
+
+
+def set_session_cookies(response: Response, settings: Settings, auth: Authenticated) -> None:
+    """The access JWT and the refresh token. The access cookie lives as long as the session
+    can, although its JWT expires sooner, so a service can tell "expired, go to /refresh" from
+    "never signed in"."""
+    _set(
+        response,
+        settings,
+        settings.session_cookie,
+        auth.access_token,
+        settings.session_max_ttl,
+        shared=True,
+    )
+    _set(response, settings, settings.refresh_cookie, auth.refresh_token, settings.session_max_ttl)
+
+
+def clear_session_cookies(response: Response, settings: Settings) -> None:
+    """Remove the session cookies (logout)."""
+    response.delete_cookie(
+        settings.session_cookie,
+        path="/",
+        secure=settings.cookie_secure,
+        httponly=True,
+        samesite="lax",
+        domain=settings.cookie_domain or None,
+    )
+    response.delete_cookie(
+        settings.refresh_cookie,
+        path="/",
+        secure=settings.cookie_secure,
+        httponly=True,
+        samesite="lax",
+    )
+
+
+def set_flow_cookie(response: Response, settings: Settings, value: str) -> None:
+    """Bind a started flow's code form to this browser for the code's lifetime."""
+    _set(response, settings, settings.flow_cookie, value, settings.code_ttl)
+
+
+def clear_flow_cookie(response: Response, settings: Settings) -> None:
+    """Forget the flow (after sign-in)."""
+    response.delete_cookie(
+        settings.flow_cookie, path="/", secure=settings.cookie_secure, httponly=True, samesite="lax"
+    )

@@ -1,0 +1,171 @@
+"""Errors with a stable code, an HTTP status and a public message; the cause is never shown."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Any
+
+
+class ErrorCode(StrEnum):
+    INVALID_REQUEST = "invalid_request"
+    INVALID_CODE = "invalid_code"
+    INVALID_LINK = "invalid_link"
+    UNAUTHENTICATED = "unauthenticated"
+    FORBIDDEN_ORIGIN = "forbidden_origin"
+    CSRF = "csrf"
+    NOT_FOUND = "not_found"
+    METHOD_NOT_ALLOWED = "method_not_allowed"
+    FLOW_USED = "flow_used"
+    FLOW_EXPIRED = "flow_expired"
+    FLOW_DEAD = "flow_dead"
+    TOO_LARGE = "too_large"
+    UNSUPPORTED_MEDIA_TYPE = "unsupported_media_type"
+    RATE_LIMITED = "rate_limited"
+    CODES_LOCKED = "codes_locked"
+    UNAVAILABLE = "unavailable"
+    INTERNAL = "internal"
+
+
+class ServiceError(Exception):
+    """A failure the client is told about: `code`, `status` and `message` are public."""
+
+    code: ErrorCode = ErrorCode.INTERNAL
+    status: int = 500
+    message: str = "Something went wrong on our side."
+
+    def __init__(self, message: str | None = None, **extra: Any) -> None:
+        self.message = message or type(self).message
+        self.extra: dict[str, Any] = extra
+        super().__init__(self.message)
+
+    @property
+    def headers(self) -> dict[str, str]:
+        """Extra response headers (e.g. Retry-After)."""
+        return {}
+
+    def to_json(self) -> dict[str, Any]:
+        """The body of a JSON error response."""
+        return {"error": {"code": str(self.code), "message": self.message, **self.extra}}
+
+
+class InvalidRequestError(ServiceError):
+    code = ErrorCode.INVALID_REQUEST
+    status = 400
+    message = "The request is not valid."
+
+
+class InvalidCodeError(ServiceError):
+    code = ErrorCode.INVALID_CODE
+    status = 400
+    message = "That code is not right."
+
+    def __init__(self, tries_left: int) -> None:
+        noun = "try" if tries_left == 1 else "tries"
+        super().__init__(
+            f"That code is not right. {tries_left} {noun} left.", tries_left=tries_left
+        )
+        self.tries_left = tries_left
+
+
+class InvalidLinkError(ServiceError):
+    code = ErrorCode.INVALID_LINK
+    status = 400
+    message = "This sign-in link is not valid. Please start again."
+
+
+class UnauthenticatedError(ServiceError):
+    code = ErrorCode.UNAUTHENTICATED
+    status = 401
+    message = "You are not signed in."
+
+
+class ForbiddenOriginError(ServiceError):
+    code = ErrorCode.FORBIDDEN_ORIGIN
+    status = 403
+    message = "Requests from this origin are not allowed."
+
+
+class CsrfError(ServiceError):
+    code = ErrorCode.CSRF
+    status = 403
+    message = "This form has expired or did not come from this site. Please try again."
+
+
+class NotFoundError(ServiceError):
+    code = ErrorCode.NOT_FOUND
+    status = 404
+    message = "Not found."
+
+
+class MethodNotAllowedError(ServiceError):
+    code = ErrorCode.METHOD_NOT_ALLOWED
+    status = 405
+    message = "Method not allowed."
+
+
+class FlowUsedError(ServiceError):
+    code = ErrorCode.FLOW_USED
+    status = 409
+    message = "This code or link has already been used. Please start again."
+
+
+class FlowExpiredError(ServiceError):
+    code = ErrorCode.FLOW_EXPIRED
+    status = 410
+    message = "This code or link has expired. Please start again."
+
+
+class FlowDeadError(ServiceError):
+    code = ErrorCode.FLOW_DEAD
+    status = 410
+    message = "Too many wrong codes. Please start again."
+
+
+class TooLargeError(ServiceError):
+    code = ErrorCode.TOO_LARGE
+    status = 413
+    message = "The request body is too large."
+
+
+class UnsupportedMediaTypeError(ServiceError):
+    code = ErrorCode.UNSUPPORTED_MEDIA_TYPE
+    status = 415
+    message = "Send JSON with Content-Type: application/json."
+
+
+class _RetryAfterError(ServiceError):
+    def __init__(self, retry_after: int, message: str | None = None) -> None:
+        self.retry_after = max(1, int(retry_after))
+        super().__init__(message, retry_after=self.retry_after)
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(self.retry_after)}
+
+
+class RateLimitedError(_RetryAfterError):
+    code = ErrorCode.RATE_LIMITED
+    status = 429
+    message = "Too many requests. Please wait a little and try again."
+
+
+class CodesLockedError(_RetryAfterError):
+    code = ErrorCode.CODES_LOCKED
+    status = 429
+    message = (
+        "Too many wrong codes for this address. Typed codes are paused; "
+        "the link in your latest email still works."
+    )
+
+
+class UnavailableError(_RetryAfterError):
+    code = ErrorCode.UNAVAILABLE
+    status = 503
+    message = "The service is busy. Please try again in a moment."
+
+    def __init__(self, retry_after: int = 5, message: str | None = None) -> None:
+        super().__init__(retry_after, message)
+
+
+class ConfigError(Exception):
+    """Settings that are unsafe or incomplete: Latch refuses to start and says what to set."""

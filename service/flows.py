@@ -1,0 +1,367 @@
+"""The use cases of signing in and out. No HTTP here: handlers parse, call one, shape the answer."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from service import crypto, store
+from service.addresses import parse_email
+from service.crypto import Keys, LinkSigner, LinkTokenError, LinkTokenExpiredError, ValueSigner
+from service.db import Database
+from service.display import mask_email
+from service.errors import (
+    CodesLockedError,
+    FlowDeadError,
+    FlowExpiredError,
+    FlowUsedError,
+    InvalidCodeError,
+    InvalidLinkError,
+    InvalidRequestError,
+    NotFoundError,
+    RateLimitedError,
+    ServiceError,
+)
+from service.mailer import Mailer, MailJob
+from service.settings import Settings
+from service.tokens import Keyring
+
+log = logging.getLogger("latch.flows")
+Clock = Callable[[], float]
+
+
+@dataclass(frozen=True)
+class Started:
+    """A flow that was started or resent: what the browser or API caller is told."""
+
+    flow_id: str
+    expires_in: int
+    resend_after: int
+    flow_cookie: str
+
+
+@dataclass(frozen=True)
+class Authenticated:
+    """A completed sign-in: the tokens to set as cookies and where to go next."""
+
+    user_id: str
+    email: str
+    session_id: str
+    session_expires_at: int
+    access_token: str
+    refresh_token: str
+    next_url: str
+
+
+@dataclass(frozen=True)
+class LinkView:
+    """What GET /login/link may show: the state and the masked address."""
+
+    state: str
+    masked_email: str
+
+
+def limits_from(settings: Settings) -> store.Limits:
+    """The store's view of the abuse limits."""
+    s = settings
+    return store.Limits(
+        code_attempts=s.limit_code_attempts,
+        address_failures=s.limit_address_failures,
+        address_lock=s.limit_address_lock,
+        mail_interval=s.limit_mail_interval,
+        mail_per_window=s.limit_mail_per_window,
+        mail_window=s.limit_mail_window,
+        mail_per_day=s.limit_mail_per_day,
+        mail_global=s.limit_mail_global,
+        starts_per_ip=s.limit_starts_per_ip,
+        ip_window=s.limit_ip_window,
+    )
+
+
+def refusal(outcome: store.Outcome) -> ServiceError:
+    """The public error for a refused use case."""
+    state = outcome.state
+    if state == "wrong":
+        return InvalidCodeError(outcome.tries_left)
+    if state == "used":
+        return FlowUsedError()
+    if state == "expired":
+        return FlowExpiredError()
+    if state == "dead":
+        return FlowDeadError()
+    if state == "mail_failed":
+        return FlowExpiredError("We could not deliver the email with this code. Ask for a new one.")
+    if state == "codes_locked":
+        return CodesLockedError(outcome.retry_after)
+    if state == "rate_limited":
+        return RateLimitedError(outcome.retry_after)
+    if state == "invalid":
+        return InvalidLinkError()
+    return NotFoundError("This sign-in has ended. Please start again.")
+
+
+class Login:
+    """Start, resend, verify (code or link) and end sign-ins."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        database: Database,
+        mailer: Mailer,
+        keyring: Keyring,
+        clock: Clock,
+    ) -> None:
+        self.settings = settings
+        self.db = database
+        self.mailer = mailer
+        self.keyring = keyring
+        self.clock = clock
+        self.keys = Keys.from_secret(settings.secret_key)
+        self.links = LinkSigner(self.keys.signing)
+        self.flow_cookies = ValueSigner(self.keys.signing, "latch.flow")
+        self.limits = limits_from(settings)
+
+    def _now(self) -> int:
+        return int(self.clock())
+
+    def _new_secrets(self, flow_id: str) -> tuple[str, str, str, str]:
+        code, secret = crypto.new_code(), crypto.new_secret()
+        return (
+            code,
+            crypto.keyed_hash(self.keys.code, flow_id, code),
+            self.links.dumps(flow_id, secret),
+            crypto.keyed_hash(self.keys.link, flow_id, secret),
+        )
+
+    def _started(self, flow_id: str, expires_at: int) -> Started:
+        return Started(
+            flow_id=flow_id,
+            expires_in=max(0, expires_at - self._now()),
+            resend_after=self.settings.limit_mail_interval,
+            flow_cookie=self.flow_cookies.dumps(flow_id),
+        )
+
+    def _queue_mail(
+        self,
+        flow_id: str,
+        seq: int,
+        email: str,
+        code: str,
+        token: str,
+        expires_at: int,
+        ip: str,
+        user_agent: str,
+    ) -> None:
+        link = f"{self.settings.public_url}/login/link?t={token}"
+        self.mailer.submit(MailJob(flow_id, seq, email, code, link, expires_at, ip, user_agent))
+
+    async def start(self, *, email: str, next_url: str, ip: str, user_agent: str) -> Started:
+        """Validate the address, check limits, store a flow and queue its mail.
+
+        No user lookup happens here: known and unknown addresses take the same path.
+        """
+        address, email_key = parse_email(email, self.settings.allowed_email_domains)
+        flow_id = crypto.new_id()
+        code, code_hash, token, link_hash = self._new_secrets(flow_id)
+        now = self._now()
+        expires_at = now + self.settings.code_ttl
+        flow = store.NewFlow(
+            id=flow_id,
+            email=address,
+            email_key=email_key,
+            code_hash=code_hash,
+            link_hash=link_hash,
+            next_url=next_url,
+            expires_at=expires_at,
+            ip=ip,
+            user_agent=user_agent[:300],
+        )
+        self.mailer.reserve()
+        try:
+            outcome = await self.db.run(store.open_flow(flow, self.limits, now))
+        except BaseException:
+            self.mailer.release()
+            raise
+        if outcome.state != "ok":
+            self.mailer.release()
+            log.info("limit.hit what=start to=%s", mask_email(address))
+            raise refusal(outcome)
+        self._queue_mail(flow_id, 1, address, code, token, expires_at, ip, user_agent)
+        log.info("login.started flow=%s to=%s", flow_id[:8], mask_email(address))
+        return self._started(flow_id, expires_at)
+
+    async def resend(self, *, flow_id: str) -> Started:
+        """A new code and link on the same flow (the old ones stop working)."""
+        code, code_hash, token, link_hash = self._new_secrets(flow_id)
+        now = self._now()
+        self.mailer.reserve()
+        try:
+            outcome = await self.db.run(
+                store.resend_flow(
+                    flow_id,
+                    code_hash=code_hash,
+                    link_hash=link_hash,
+                    limits=self.limits,
+                    now=now,
+                    ttl=self.settings.code_ttl,
+                )
+            )
+        except BaseException:
+            self.mailer.release()
+            raise
+        if outcome.state != "ok" or outcome.flow is None:
+            self.mailer.release()
+            raise refusal(outcome)
+        row = outcome.flow
+        self._queue_mail(
+            flow_id,
+            row["mail_seq"],
+            row["email"],
+            code,
+            token,
+            row["expires_at"],
+            row["ip"],
+            row["user_agent"],
+        )
+        log.info("login.resent flow=%s", flow_id[:8])
+        return self._started(flow_id, row["expires_at"])
+
+    def _new_session(self, ip: str, user_agent: str) -> tuple[store.NewSession, str]:
+        refresh = crypto.new_secret()
+        now = self._now()
+        return store.NewSession(
+            id=crypto.new_id(),
+            refresh_hash=crypto.sha256_hex(refresh),
+            idle_expires_at=now + self.settings.session_idle_ttl,
+            expires_at=now + self.settings.session_max_ttl,
+            ip=ip,
+            user_agent=user_agent[:300],
+            new_user_id=crypto.new_id(),
+        ), refresh
+
+    async def verify_code(
+        self, *, flow_id: str, code: str, ip: str, user_agent: str
+    ) -> Authenticated:
+        """Exchange a typed code for a session (one atomic step, see store.verify_code)."""
+        normalised = crypto.normalise_code(code)
+        if normalised is None:
+            raise InvalidRequestError("Enter the 6-digit code from the email.", field="code")
+        session, refresh = self._new_session(ip, user_agent)
+        outcome = await self.db.run(
+            store.verify_code(
+                flow_id,
+                crypto.keyed_hash(self.keys.code, flow_id, normalised),
+                session=session,
+                limits=self.limits,
+                allow_signup=self.settings.allow_signup,
+                now=self._now(),
+            )
+        )
+        return self._finish(outcome, refresh, "code")
+
+    def read_link(self, token: str) -> tuple[str, str]:
+        """(flow id, secret hash) of a genuine, unexpired link token."""
+        try:
+            flow_id, secret = self.links.loads(token, max_age=self.settings.code_ttl)
+        except LinkTokenExpiredError as e:
+            raise FlowExpiredError("This sign-in link has expired. Please start again.") from e
+        except LinkTokenError as e:
+            # The precise reason is for operators only: every forgery reads the same outside.
+            log.debug("link refused: %s", e)
+            raise InvalidLinkError() from e
+        return flow_id, crypto.keyed_hash(self.keys.link, flow_id, secret)
+
+    async def peek_link(self, token: str) -> LinkView:
+        """The state of a link without consuming it (mail scanners fetch links)."""
+        flow_id, link_hash = self.read_link(token)
+        outcome = await self.db.run(
+            store.peek_link(flow_id, link_hash, self.limits.code_attempts, self._now()),
+            write=False,
+        )
+        if outcome.state != "pending" or outcome.flow is None:
+            raise refusal(outcome)
+        return LinkView(outcome.state, mask_email(outcome.flow["email"]))
+
+    async def verify_link(
+        self, *, token: str, browser_flow_id: str | None, ip: str, user_agent: str
+    ) -> Authenticated:
+        """Exchange a magic link for a session."""
+        flow_id, link_hash = self.read_link(token)
+        if self.settings.link_same_browser and browser_flow_id != flow_id:
+            raise InvalidLinkError(
+                "Open this link in the browser where you asked for it, or use the code."
+            )
+        session, refresh = self._new_session(ip, user_agent)
+        outcome = await self.db.run(
+            store.verify_link(
+                flow_id,
+                link_hash,
+                session=session,
+                limits=self.limits,
+                allow_signup=self.settings.allow_signup,
+                now=self._now(),
+            )
+        )
+        return self._finish(outcome, refresh, "link")
+
+    def _finish(self, outcome: store.Outcome, refresh: str, how: str) -> Authenticated:
+        if outcome.state != "ok" or outcome.sign_in is None:
+            log.info("login.failed how=%s reason=%s", how, outcome.state)
+            raise refusal(outcome)
+        s = outcome.sign_in
+        log.info("login.succeeded how=%s user=%s session=%s", how, s.user_id[:8], s.session_id[:8])
+        return Authenticated(
+            user_id=s.user_id,
+            email=s.email,
+            session_id=s.session_id,
+            session_expires_at=s.session_expires_at,
+            access_token=self.issue_access(s.user_id, s.email, s.session_id),
+            refresh_token=refresh,
+            next_url=s.next_url,
+        )
+
+    def issue_access(self, user_id: str, email: str, session_id: str) -> str:
+        """A signed access JWT (RFC 9068 shape). JWT times use the wall clock."""
+        now = int(time.time())
+        claims: dict[str, Any] = {
+            "iss": self.settings.public_url,
+            "aud": self.settings.audience,
+            "sub": user_id,
+            "email": email,
+            "sid": session_id,
+            "iat": now,
+            "nbf": now,
+            "exp": now + self.settings.access_ttl,
+            "jti": crypto.new_id(),
+        }
+        return self.keyring.sign(claims)
+
+    def flow_from_cookie(self, value: str | None) -> str | None:
+        """The flow id bound to this browser, if its cookie is genuine and young."""
+        if not value:
+            return None
+        return self.flow_cookies.loads(value, max_age=self.settings.code_ttl + 60)
+
+    async def flow_view(self, flow_id: str) -> dict[str, Any] | None:
+        """What the code page shows about a flow (no secret in it)."""
+        row = await self.db.run(store.get_flow(flow_id), write=False)
+        if row is None:
+            return None
+        now = self._now()
+        status = row["mail_status"]
+        if status == "suppressed":
+            status = "sent"  # from outside a suppressed mail looks exactly like a sent one
+        elif status == "queued" and now - row["mail_at"] > self.settings.mail_stale_after:
+            status = "not_delivered"
+        return {
+            "state": store.flow_state(row, now, self.limits.code_attempts),
+            "email": row["email"],
+            "mail_status": status,
+            "attempts": row["attempts"],
+            "tries_left": max(0, self.limits.code_attempts - row["attempts"]),
+            "expires_at": row["expires_at"],
+            "resend_in": max(0, row["mail_at"] + self.settings.limit_mail_interval - now),
+        }

@@ -1,0 +1,310 @@
+"""The sign-in mail: what to say (templates) and how to deliver it (transports, the queue).
+
+The request path only reserves a place and hands over a job; rendering, the signup check and
+SMTP all happen in background sender tasks. The mail body (it holds the code) is never written
+to disk: a crash loses what was queued, by design, and the code page offers a resend.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import ssl
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from email.message import EmailMessage
+from email.utils import formatdate, make_msgid
+from pathlib import Path
+from typing import Protocol
+from urllib.parse import urlsplit
+
+import aiosmtplib
+import jinja2
+
+from service import store
+from service.db import Database
+from service.display import describe_device, mask_email
+from service.errors import UnavailableError
+from service.settings import Settings
+
+log = logging.getLogger("latch.mail")
+
+
+@dataclass(frozen=True)
+class MailJob:
+    """One sign-in mail to send: the code and link exist only here and in the message."""
+
+    flow_id: str
+    seq: int
+    to: str
+    code: str
+    link: str
+    expires_at: int
+    ip: str
+    user_agent: str
+
+
+class Transport(Protocol):
+    """Delivers a finished message."""
+
+    async def send(self, message: EmailMessage) -> None: ...
+
+
+class TransientMailError(Exception):
+    """Worth retrying: refused or reset connection, timeout, 4xx reply."""
+
+
+class PermanentMailError(Exception):
+    """Not worth retrying: 5xx reply, TLS required but not offered, bad credentials."""
+
+
+class ConsoleTransport:
+    """Development: print the mail to standard output (never to the log)."""
+
+    async def send(self, message: EmailMessage) -> None:
+        """Print the plain-text part with its headers."""
+        text = message.get_body(("plain",))
+        body = text.get_content() if isinstance(text, EmailMessage) else ""
+        sys.stdout.write(
+            f"\n----- mail to {message['To']} -----\nSubject: {message['Subject']}\n\n"
+            f"{body}\n----- end of mail -----\n"
+        )
+        sys.stdout.flush()
+
+
+class SmtpTransport:
+    """SMTP through aiosmtplib. `starttls` REQUIRES the upgrade (start_tls=True), so a server
+    or attacker that does not offer STARTTLS gets an error, not the code in clear text."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._tls_context: ssl.SSLContext | None = None
+        if settings.smtp_tls != "none":
+            self._tls_context = ssl.create_default_context(cafile=settings.smtp_ca_file or None)
+
+    async def send(self, message: EmailMessage) -> None:
+        """Send one message, classifying failures as transient or permanent."""
+        s = self.settings
+        port = s.smtp_port or {"tls": 465, "starttls": 587, "none": 25}[s.smtp_tls]
+        try:
+            await aiosmtplib.send(
+                message,
+                hostname=s.smtp_host,
+                port=port,
+                username=s.smtp_username or None,
+                password=s.smtp_password or None,
+                use_tls=s.smtp_tls == "tls",
+                start_tls=s.smtp_tls == "starttls",
+                tls_context=self._tls_context,
+                timeout=s.smtp_timeout,
+            )
+        except aiosmtplib.SMTPResponseException as e:
+            if 400 <= e.code < 500:
+                raise TransientMailError(f"{e.code} {e.message}") from e
+            raise PermanentMailError(f"{e.code} {e.message}") from e
+        except (
+            aiosmtplib.SMTPConnectError,
+            aiosmtplib.SMTPServerDisconnected,
+            aiosmtplib.SMTPTimeoutError,
+            TimeoutError,
+            ConnectionError,
+            OSError,
+        ) as e:
+            raise TransientMailError(type(e).__name__) from e
+        except aiosmtplib.SMTPException as e:
+            raise PermanentMailError(str(e)) from e
+
+
+class Renderer:
+    """Renders email_templates/ (subject.txt, body.txt, body.html) into a multipart message."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        loader = jinja2.FileSystemLoader(str(settings.email_templates_dir))
+        self._html = jinja2.Environment(loader=loader, autoescape=True)
+        self._text = jinja2.Environment(loader=loader, autoescape=False)  # noqa: S701
+        self.sender = settings.mail_from or f"{settings.app_name} <login@{_mail_domain(settings)}>"
+
+    def render(self, job: MailJob) -> EmailMessage:
+        """The complete sign-in mail for a job."""
+        s = self.settings
+        context = {
+            "app_name": s.app_name,
+            "accent_color": s.accent_color,
+            "logo_url": f"{s.public_url}/logo" if s.logo_file else "",
+            "email": job.to,
+            "code": job.code,
+            "code_display": f"{job.code[:3]} {job.code[3:]}",
+            "link": job.link,
+            "expires_minutes": max(1, s.code_ttl // 60),
+            "expires_at": formatdate(job.expires_at, usegmt=True)[17:22] + " UTC",
+            "request_ip": job.ip,
+            "request_device": describe_device(job.user_agent),
+        }
+        subject = " ".join(self._text.get_template("subject.txt").render(context).split())
+        msg = EmailMessage()
+        msg["Subject"] = subject
+        msg["From"] = self.sender
+        msg["To"] = job.to
+        msg["Date"] = formatdate(usegmt=True)
+        msg["Message-ID"] = make_msgid(domain=_mail_domain(s))
+        msg["Auto-Submitted"] = "auto-generated"
+        msg.set_content(self._text.get_template("body.txt").render(context))
+        msg.add_alternative(self._html.get_template("body.html").render(context), subtype="html")
+        return msg
+
+
+def _mail_domain(settings: Settings) -> str:
+    host = urlsplit(settings.public_url).hostname or "localhost"
+    return "localhost" if host in ("127.0.0.1", "::1") else host
+
+
+class Mailer:
+    """A bounded in-process queue and a few sender tasks with retries and backoff."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        transport: Transport,
+        database: Database,
+        clock: Callable[[], float],
+    ) -> None:
+        self.settings = settings
+        self.transport = transport
+        self.database = database
+        self.clock = clock
+        self.renderer = Renderer(settings)
+        self._queue: asyncio.Queue[tuple[MailJob, int]] = asyncio.Queue()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._pending = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self.sent = 0
+        self.failed = 0
+
+    @property
+    def depth(self) -> int:
+        """Mails accepted and not yet finished (queued, sending, or waiting to retry)."""
+        return self._pending
+
+    @property
+    def full(self) -> bool:
+        """True when no further mail can be accepted."""
+        return self._pending >= self.settings.mail_queue_size
+
+    def reserve(self) -> None:
+        """Hold a place for one mail, or refuse with 503 when the queue is full."""
+        if self.full:
+            raise UnavailableError(retry_after=5, message="Too many sign-ins at once. Try again.")
+        self._pending += 1
+        self._idle.clear()
+
+    def release(self) -> None:
+        """Give back a place that was reserved but not used."""
+        self._done()
+
+    def submit(self, job: MailJob) -> None:
+        """Queue a job for which a place was reserved."""
+        self._queue.put_nowait((job, 0))
+
+    def start(self) -> None:
+        """Start the sender tasks."""
+        for i in range(self.settings.mail_workers):
+            self._tasks.append(asyncio.create_task(self._work(), name=f"latch-mail-{i}"))
+
+    async def drain(self, grace: float) -> bool:
+        """Wait until every accepted mail is finished (at most `grace` s); stop the senders."""
+        try:
+            await asyncio.wait_for(self._idle.wait(), grace)
+            drained = True
+        except TimeoutError:
+            drained = False
+            log.warning("mail queue not drained at shutdown: %d mails lost", self._pending)
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks.clear()
+        return drained
+
+    def _done(self) -> None:
+        self._pending -= 1
+        if self._pending <= 0:
+            self._pending = 0
+            self._idle.set()
+
+    async def _work(self) -> None:
+        while True:
+            job, attempt = await self._queue.get()
+            try:
+                finished = await self._attempt(job, attempt)
+            except Exception:
+                log.exception("mail worker error for flow %s", job.flow_id)
+                finished = True
+            if finished:
+                self._done()
+
+    async def _attempt(self, job: MailJob, attempt: int) -> bool:
+        """One delivery attempt; False when a retry was scheduled."""
+        now = int(self.clock())
+        check_user = not self.settings.allow_signup
+        if attempt > 0 or check_user:
+            verdict = await self.database.run(
+                store.claim_mail(job.flow_id, job.seq, check_user=check_user, now=now)
+            )
+            if verdict != "send":
+                log.info(
+                    "mail.%s flow=%s",
+                    "sent" if verdict == "suppress" else "skipped",
+                    job.flow_id[:8],
+                )
+                return True
+        try:
+            await self.transport.send(self.renderer.render(job))
+        except TransientMailError as e:
+            return await self._retry_or_fail(job, attempt, str(e))
+        except PermanentMailError as e:
+            await self._fail(job, str(e))
+            return True
+        await self.database.run(store.mark_mail(job.flow_id, job.seq, status="sent", error=None))
+        self.sent += 1
+        log.info("mail.sent flow=%s to=%s", job.flow_id[:8], mask_email(job.to))
+        return True
+
+    async def _retry_or_fail(self, job: MailJob, attempt: int, error: str) -> bool:
+        delays = self.settings.mail_retry_delays
+        delay = delays[attempt] if attempt < len(delays) else None
+        if delay is None or self.clock() + delay >= job.expires_at:
+            await self._fail(job, error)
+            return True
+        log.info(
+            "mail.retry flow=%s attempt=%d in=%.1fs error=%s",
+            job.flow_id[:8],
+            attempt + 1,
+            delay,
+            error[:200],
+        )
+        await self.database.run(
+            store.mark_mail(job.flow_id, job.seq, status="queued", error=error[:500])
+        )
+        asyncio.get_running_loop().call_later(delay, self._queue.put_nowait, (job, attempt + 1))
+        return False
+
+    async def _fail(self, job: MailJob, error: str) -> None:
+        self.failed += 1
+        log.warning(
+            "mail.failed flow=%s to=%s error=%s", job.flow_id[:8], mask_email(job.to), error[:200]
+        )
+        await self.database.run(
+            store.fail_mail(job.flow_id, job.seq, error=error[:500], now=int(self.clock()))
+        )
+
+
+def default_transport(settings: Settings) -> Transport:
+    """SMTP when SMTP_HOST is set, else the console."""
+    return SmtpTransport(settings) if settings.smtp_host else ConsoleTransport()
+
+
+def templates_ok(path: Path) -> bool:
+    """True when the template folder holds the three sign-in mail templates."""
+    return all((path / name).is_file() for name in ("subject.txt", "body.txt", "body.html"))

@@ -1,0 +1,163 @@
+"""Access checks (the hot path of /auth/check), sign-out and session listing.
+
+Two in-memory caches keep /auth/check close to a bare endpoint: verified JWTs (bounded LRU,
+each entry kept only until the token's own `exp`), and per-session validity, re-read from the
+database at most `REVOCATION_STALENESS` seconds later. A revocation made on this instance drops
+the entry at once; one made on another instance is seen within that staleness.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from service import store
+from service.db import Database
+from service.errors import UnauthenticatedError
+from service.settings import Settings
+from service.tokens import Keyring, TokenError
+
+log = logging.getLogger("latch.sessions")
+REVOCATION_STALENESS = 1.0
+JWT_CACHE_SIZE = 10_000
+SESSION_CACHE_SIZE = 50_000
+
+
+@dataclass(frozen=True)
+class Identity:
+    """Who a valid access token speaks for."""
+
+    user_id: str
+    email: str
+    session_id: str
+    expires_at: int
+
+
+class _LRU:
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.data: OrderedDict[str, Any] = OrderedDict()
+
+    def get(self, key: str) -> Any:
+        value = self.data.get(key)
+        if value is not None:
+            self.data.move_to_end(key)
+        return value
+
+    def put(self, key: str, value: Any) -> None:
+        self.data[key] = value
+        self.data.move_to_end(key)
+        if len(self.data) > self.size:
+            self.data.popitem(last=False)
+
+    def drop(self, key: str) -> None:
+        self.data.pop(key, None)
+
+
+class Sessions:
+    """Answers "is this access token good right now?" and ends sessions."""
+
+    def __init__(
+        self, settings: Settings, database: Database, keyring: Keyring, clock: Callable[[], float]
+    ) -> None:
+        self.settings = settings
+        self.db = database
+        self.keyring = keyring
+        self.clock = clock
+        self._tokens = _LRU(JWT_CACHE_SIZE)
+        self._sessions = _LRU(SESSION_CACHE_SIZE)
+
+    def verify_token(self, token: str) -> Identity:
+        """Signature and claims only (stateless); cached until the token expires."""
+        cached: Identity | None = self._tokens.get(token)
+        if cached is not None and cached.expires_at > time.time():
+            return cached
+        try:
+            claims = self.keyring.verify(
+                token, issuer=self.settings.public_url, audience=self.settings.audience
+            )
+        except TokenError as e:
+            log.debug("access token refused: %s", e)
+            raise UnauthenticatedError() from e
+        sid, email = claims.get("sid"), claims.get("email")
+        if not isinstance(sid, str) or not isinstance(email, str):
+            raise UnauthenticatedError()
+        identity = Identity(str(claims["sub"]), email, sid, int(claims["exp"]))
+        self._tokens.put(token, identity)
+        return identity
+
+    async def check(self, token: str | None) -> Identity:
+        """A valid token of an unrevoked session, else UnauthenticatedError."""
+        if not token:
+            raise UnauthenticatedError()
+        identity = self.verify_token(token)
+        now = time.monotonic()
+        entry: tuple[float, bool] | None = self._sessions.get(identity.session_id)
+        if entry is None or now - entry[0] > REVOCATION_STALENESS:
+            valid = await self.db.run(
+                store.session_valid(identity.session_id, int(self.clock())), write=False
+            )
+            entry = (now, valid)
+            self._sessions.put(identity.session_id, entry)
+        if not entry[1]:
+            raise UnauthenticatedError("This session has ended. Please sign in again.")
+        return identity
+
+    def forget(self, *session_ids: str) -> None:
+        """Drop cached validity so a local revocation takes effect at once."""
+        for sid in session_ids:
+            self._sessions.put(sid, (time.monotonic(), False))
+
+    async def logout(self, identity: Identity, *, everywhere: bool) -> list[str]:
+        """Revoke this session, or every session of the person."""
+        now = int(self.clock())
+        if everywhere:
+            ended = await self.db.run(store.revoke_user_sessions(identity.user_id, now))
+        else:
+            done = await self.db.run(store.revoke_session(identity.session_id, None, now))
+            ended = [identity.session_id] if done else []
+        self.forget(identity.session_id, *ended)
+        log.info("session.revoked user=%s count=%d", identity.user_id[:8], len(ended))
+        return ended
+
+    async def revoke(self, identity: Identity, session_id: str) -> bool:
+        """Revoke one of the person's own sessions."""
+        done = await self.db.run(
+            store.revoke_session(session_id, identity.user_id, int(self.clock()))
+        )
+        if done:
+            self.forget(session_id)
+            log.info("session.revoked user=%s count=1", identity.user_id[:8])
+        return done
+
+    async def describe(self, identity: Identity) -> dict[str, Any]:
+        """The person and this session, for /api/session and /account."""
+        row = await self.db.run(store.get_session(identity.session_id), write=False)
+        if row is None or row["revoked_at"] is not None:
+            raise UnauthenticatedError()
+        return {
+            "user": {"id": row["user_id"], "email": row["email"]},
+            "session": {"id": row["id"], "expires_at": row["expires_at"]},
+        }
+
+    async def list(self, identity: Identity) -> list[dict[str, Any]]:
+        """The person's live sessions, the current one marked."""
+        rows = await self.db.run(
+            store.list_sessions(identity.user_id, int(self.clock())), write=False
+        )
+        return [
+            {
+                "id": r["id"],
+                "created_at": r["created_at"],
+                "last_used_at": r["last_used_at"],
+                "expires_at": r["expires_at"],
+                "ip": r["ip"],
+                "user_agent": r["user_agent"],
+                "current": r["id"] == identity.session_id,
+            }
+            for r in rows
+        ]

@@ -1,0 +1,246 @@
+"""Signing keys (next / current / retired), access-JWT issue and verification, the JWKS.
+
+Keys live as PEM files in KEYS_DIR with a manifest, `keyring.json`, that names each key's state.
+The manifest is replaced atomically (write + rename), so a rotation is one visible step for
+every instance that reads the folder.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import secrets
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import jwt
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+from jwt.algorithms import ECAlgorithm, OKPAlgorithm, RSAAlgorithm
+
+log = logging.getLogger("latch.tokens")
+
+TYP = "at+jwt"
+_TYPES = (TYP, "application/at+jwt")
+MANIFEST = "keyring.json"
+PrivateKey = ed25519.Ed25519PrivateKey | ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey
+PublicKey = ed25519.Ed25519PublicKey | ec.EllipticCurvePublicKey | rsa.RSAPublicKey
+
+
+class TokenError(Exception):
+    """An access token that must not be trusted; the reason is for debug logs only."""
+
+
+@dataclass(frozen=True)
+class SigningKey:
+    """One key: its id, pinned algorithm, state, and key material."""
+
+    kid: str
+    alg: str
+    state: str
+    private: PrivateKey | bytes
+    public: PublicKey | bytes
+
+
+def generate_private_key(alg: str) -> PrivateKey:
+    """A fresh private key for EdDSA (Ed25519), ES256 (P-256) or RS256 (3072-bit)."""
+    if alg == "EdDSA":
+        return ed25519.Ed25519PrivateKey.generate()
+    if alg == "ES256":
+        return ec.generate_private_key(ec.SECP256R1())
+    if alg == "RS256":
+        return rsa.generate_private_key(public_exponent=65537, key_size=3072)
+    raise ValueError(f"cannot generate a key for {alg}")
+
+
+def _read_manifest(keys_dir: Path) -> list[dict[str, Any]]:
+    path = keys_dir / MANIFEST
+    if not path.is_file():
+        return []
+    data = json.loads(path.read_text())
+    return list(data.get("keys", []))
+
+
+def _write_manifest(keys_dir: Path, entries: list[dict[str, Any]]) -> None:
+    tmp = keys_dir / f".{MANIFEST}.{secrets.token_hex(4)}"
+    tmp.write_text(json.dumps({"keys": entries}, indent=2) + "\n")
+    os.replace(tmp, keys_dir / MANIFEST)
+
+
+def add_key(keys_dir: Path, alg: str, state: str) -> str:
+    """Generate a key into KEYS_DIR with the given state; returns its kid."""
+    keys_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    kid = secrets.token_urlsafe(12)
+    pem = generate_private_key(alg).private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    fd = os.open(keys_dir / f"{kid}.pem", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(pem)
+    entries = _read_manifest(keys_dir)
+    if state == "current":
+        for entry in entries:
+            if entry["state"] == "current":
+                entry["state"] = "retired"
+    entries.append({"kid": kid, "alg": alg, "state": state, "created_at": int(time.time())})
+    _write_manifest(keys_dir, entries)
+    return kid
+
+
+def set_state(keys_dir: Path, kid: str, state: str) -> None:
+    """Change a key's state; promoting one to current demotes the old current to 'retired'."""
+    entries = _read_manifest(keys_dir)
+    if not any(e["kid"] == kid for e in entries):
+        raise KeyError(kid)
+    for entry in entries:
+        if state == "current" and entry["state"] == "current":
+            entry["state"] = "retired"
+        if entry["kid"] == kid:
+            entry["state"] = state
+            entry[f"{state}_at"] = int(time.time())
+    _write_manifest(keys_dir, entries)
+
+
+def list_keys(keys_dir: Path) -> list[dict[str, Any]]:
+    """The manifest entries (kid, alg, state, timestamps)."""
+    return _read_manifest(keys_dir)
+
+
+def ensure_key(keys_dir: Path, alg: str) -> None:
+    """Development: generate a current key on first start so `make run` needs no set-up."""
+    if not any(e["state"] == "current" for e in _read_manifest(keys_dir)):
+        kid = add_key(keys_dir, alg, "current")
+        log.warning("generated a development signing key %s in %s", kid, keys_dir)
+
+
+def _load(keys_dir: Path, entry: Mapping[str, Any]) -> SigningKey:
+    pem = (keys_dir / f"{entry['kid']}.pem").read_bytes()
+    private = serialization.load_pem_private_key(pem, password=None)
+    if not isinstance(
+        private, ed25519.Ed25519PrivateKey | ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey
+    ):
+        raise ValueError(f"key {entry['kid']} is of an unsupported type")
+    return SigningKey(
+        kid=entry["kid"],
+        alg=entry["alg"],
+        state=entry["state"],
+        private=private,
+        public=private.public_key(),
+    )
+
+
+class Keyring:
+    """The keys an instance signs and verifies with, reloaded when KEYS_DIR changes."""
+
+    def __init__(self, keys_dir: Path, alg: str, hmac_key: bytes) -> None:
+        self.keys_dir = keys_dir
+        self.alg = alg
+        self._hmac_key = hmac_key
+        self._stamp: float | None = None
+        self.current: SigningKey
+        self.keys: dict[str, SigningKey] = {}
+        self.reload()
+
+    def reload(self) -> bool:
+        """Re-read the manifest if it changed; True when the keys changed."""
+        if self.alg == "HS256":
+            if not self.keys:
+                key = SigningKey("hs256", "HS256", "current", self._hmac_key, self._hmac_key)
+                self.current, self.keys = key, {key.kid: key}
+            return False
+        try:
+            stamp = (self.keys_dir / MANIFEST).stat().st_mtime_ns
+        except FileNotFoundError as e:
+            raise RuntimeError(f"no signing key in {self.keys_dir}") from e
+        if stamp == self._stamp:
+            return False
+        keys = {
+            e["kid"]: _load(self.keys_dir, e)
+            for e in _read_manifest(self.keys_dir)
+            if e["state"] in ("next", "current", "retired")
+        }
+        current = [k for k in keys.values() if k.state == "current"]
+        if len(current) != 1:
+            raise RuntimeError(f"{self.keys_dir} must hold exactly one current key")
+        self.keys, self.current, self._stamp = keys, current[0], stamp
+        log.info("signing keys loaded: current %s, %d published", current[0].kid, len(keys))
+        return True
+
+    def jwks(self) -> dict[str, Any]:
+        """The public keys: next, current and retired ones (none for HS256)."""
+        out = []
+        for key in self.keys.values():
+            if key.alg == "HS256":
+                continue
+            jwk = _to_jwk(key)
+            jwk.update({"kid": key.kid, "alg": key.alg, "use": "sig"})
+            out.append(jwk)
+        return {"keys": out}
+
+    def sign(self, claims: Mapping[str, Any]) -> str:
+        """An access JWT signed by the current key."""
+        key = self.current
+        return jwt.encode(
+            dict(claims),
+            key.private,
+            algorithm=key.alg,
+            headers={"kid": key.kid, "typ": TYP},
+        )
+
+    def verify(self, token: str, *, issuer: str, audience: str) -> dict[str, Any]:
+        """The claims of a token we issued and that is valid now, else TokenError."""
+        return verify_jwt(token, self.keys, issuer=issuer, audience=audience)
+
+
+def _to_jwk(key: SigningKey) -> dict[str, Any]:
+    if isinstance(key.public, ed25519.Ed25519PublicKey):
+        return OKPAlgorithm.to_jwk(key.public, as_dict=True)
+    if isinstance(key.public, ec.EllipticCurvePublicKey):
+        return ECAlgorithm.to_jwk(key.public, as_dict=True)
+    if isinstance(key.public, rsa.RSAPublicKey):
+        return RSAAlgorithm.to_jwk(key.public, as_dict=True)
+    raise TypeError("no JWK for a shared secret")
+
+
+REQUIRED_CLAIMS = ["iss", "aud", "sub", "exp", "nbf", "iat", "jti"]
+
+
+def verify_jwt(
+    token: str, keys: Mapping[str, SigningKey], *, issuer: str, audience: str
+) -> dict[str, Any]:
+    """Verify per RFC 8725: the key is found by `kid` among OUR keys only, its pinned algorithm
+    is the only one accepted (never the header's), and `iss`, `aud`, `exp`, `nbf`, `typ` are
+    checked exactly. `jku`, `x5u` and `jwk` headers are ignored: keys never come from a token.
+    """
+    try:
+        header = jwt.get_unverified_header(token)
+    except jwt.PyJWTError as e:
+        raise TokenError("malformed") from e
+    kid = header.get("kid")
+    key = keys.get(kid) if isinstance(kid, str) else None
+    if key is None:
+        raise TokenError("unknown kid")
+    typ = header.get("typ")
+    if not isinstance(typ, str) or typ.lower() not in _TYPES:
+        raise TokenError("wrong typ")
+    try:
+        claims: dict[str, Any] = jwt.decode(
+            token,
+            key.public,
+            algorithms=[key.alg],
+            audience=audience,
+            issuer=issuer,
+            options={"require": REQUIRED_CLAIMS, "strict_aud": True},
+        )
+    except jwt.PyJWTError as e:
+        raise TokenError(type(e).__name__) from e
+    # Belt and braces: exact string equality, never a prefix or membership test.
+    if claims.get("iss") != issuer or claims.get("aud") != audience:
+        raise TokenError("iss/aud mismatch")
+    return claims
