@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import re
 import sqlite3
 from collections.abc import Generator, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -195,9 +196,11 @@ class PostgresDatabase:
 
     async def connect(self) -> None:
         """Open the pool."""
+        import asyncpg
+
         try:
             await self._db.connect()
-        except (OSError, ConnectionError) as e:
+        except _pg_unavailable(asyncpg) as e:
             raise UnavailableError() from e
 
     async def disconnect(self) -> None:
@@ -209,26 +212,47 @@ class PostgresDatabase:
         import asyncpg
 
         try:
+            # The use case is driven to its end *inside* the transaction block: its
+            # StopIteration must not cross `async with`, which would roll the work back.
             async with self._db.connection() as conn, conn.transaction():
-                step = next(use_case)
-                while True:
-                    rows = await self._execute(conn, step)
-                    step = use_case.send(rows)
-        except StopIteration as stop:
-            return stop.value  # type: ignore[no-any-return]
+                return await self._drive(conn, use_case)
         except _pg_unavailable(asyncpg) as e:
+            # A dead pooled connection is discarded by asyncpg on release and a new one is
+            # opened on the next acquire, so Latch recovers by itself when the server is back.
             log.warning("postgresql unavailable: %s", type(e).__name__)
             raise UnavailableError(retry_after=2) from e
         finally:
             use_case.close()
+
+    async def _drive(self, conn: Any, use_case: UseCase[T]) -> T:
+        try:
+            step = next(use_case)
+            while True:
+                step = use_case.send(await self._execute(conn, step))
+        except StopIteration as stop:
+            return stop.value  # type: ignore[no-any-return]
 
     @staticmethod
     async def _execute(conn: Any, step: Step) -> Rows:
         if isinstance(step, Lock):
             await conn.execute("SELECT pg_advisory_xact_lock(:k)", {"k": advisory_key(step.key)})
             return []
-        records = await conn.fetch_all(query=step.sql, values=dict(step.params))
+        sql, values = pg_statement(step)
+        records = await conn.fetch_all(query=sql, values=values)
         return [dict(record._mapping) for record in records]
+
+
+_PARAM = re.compile(r"(?<![:\w]):(\w+)")
+
+
+def pg_statement(step: Q) -> tuple[str, dict[str, Any]]:
+    """Where the dialects differ: a portable statement as `databases` + asyncpg need it.
+
+    SQLAlchemy's `text().bindparams()` refuses a value the statement does not name (a use
+    case may pass one only some of its variants use), so only the named ones are sent.
+    """
+    names = set(_PARAM.findall(step.sql))
+    return step.sql, {k: v for k, v in step.params.items() if k in names}
 
 
 # Versioned migrations: append, never edit one that has shipped. Portable SQL only:

@@ -6,7 +6,7 @@ import ipaddress
 import os
 import secrets
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -71,7 +71,6 @@ class Settings:
     app_name: str = "Latch"
     accent_color: str = "#4f46e5"
     logo_file: str = ""
-    extra: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def development(self) -> bool:

@@ -1,0 +1,118 @@
+"""Latch as a real process: `python -m service` under uvicorn on a loopback TCP port."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from types import TracebackType
+from typing import Self
+
+import httpx
+
+HOST = "127.0.0.1"
+
+
+def free_port() -> int:
+    """A loopback port nothing listens on right now (the kernel's choice)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((HOST, 0))
+        port: int = sock.getsockname()[1]
+    return port
+
+
+class LatchProcess:
+    """`python -m service --host 127.0.0.1 --port N` with a given environment.
+
+    Its stdout and stderr go to files rather than pipes: nothing can block on a full pipe, and
+    `output()` returns everything the process ever wrote, for tests that search it for secrets.
+    The process runs in `workdir`, so no stray `.env` of the developer's is read.
+    """
+
+    def __init__(self, env: Mapping[str, str], workdir: Path) -> None:
+        self.port = free_port()
+        self.url = f"http://{HOST}:{self.port}"
+        self.workdir = workdir
+        self.env = {
+            # Only what Python needs to run, plus the test's settings: the developer's own
+            # SMTP_HOST or SECRET_KEY must not leak into the process under test.
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "PYTHONUNBUFFERED": "1",
+            "PUBLIC_URL": self.url,
+            **env,
+        }
+        self._out = workdir / "latch.stdout"
+        self._err = workdir / "latch.stderr"
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def proc(self) -> subprocess.Popen[bytes]:
+        """The running process."""
+        if self._proc is None:
+            raise RuntimeError("LatchProcess was not started")
+        return self._proc
+
+    def start(self, timeout: float = 20.0) -> Self:
+        """Start the process and wait until /healthz answers."""
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        with self._out.open("wb") as out, self._err.open("wb") as err:
+            self._proc = subprocess.Popen(
+                [sys.executable, "-m", "service", "--host", HOST, "--port", str(self.port)],
+                env=self.env,
+                cwd=self.workdir,
+                stdout=out,
+                stderr=err,
+            )
+        self._wait_healthy(timeout)
+        return self
+
+    def _wait_healthy(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"Latch exited with {self.proc.returncode}:\n{self.output()}")
+            try:
+                if httpx.get(f"{self.url}/healthz", timeout=1.0).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            time.sleep(0.05)
+        self.kill()
+        raise TimeoutError(f"Latch did not become healthy in {timeout}s:\n{self.output()}")
+
+    def terminate(self, timeout: float = 30.0) -> int:
+        """Send SIGTERM and wait for the process to end; returns its exit status."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            raise
+
+    def kill(self) -> None:
+        """End the process at once (cleanup after a failure)."""
+        if self._proc is not None and self._proc.poll() is None:
+            self._proc.kill()
+            self._proc.wait(10)
+
+    def output(self) -> str:
+        """Everything the process wrote to stdout and stderr so far."""
+        parts = [p.read_text(errors="replace") for p in (self._out, self._err) if p.exists()]
+        return "\n".join(parts)
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.kill()
