@@ -14,6 +14,7 @@ from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.routing import Route
 
 from service import api, db, store
 from service.crypto import Keys
@@ -21,6 +22,7 @@ from service.db import Database, open_database
 from service.errors import MethodNotAllowedError, NotFoundError, ServiceError
 from service.flows import Login
 from service.mailer import Mailer, Transport, default_transport
+from service.metrics import AccessLogMiddleware, Metrics
 from service.security import (
     BodyLimitMiddleware,
     HostCheckMiddleware,
@@ -52,9 +54,12 @@ def create_app(
         settings.keys_dir, settings.jwt_algorithm, Keys.from_secret(settings.secret_key).jwt_hmac
     )
     mailer = Mailer(settings, mail_transport or default_transport(settings), database, clock)
+    metrics = Metrics()
+    metrics.watch_queue(lambda: mailer.depth)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        metrics.install()
         await database.connect()
         applied = await database.run(db.migrate(int(clock())))
         if applied:
@@ -72,12 +77,14 @@ def create_app(
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             await database.disconnect()
+            metrics.uninstall()
 
     from service import web
 
     app = Starlette(
-        routes=[*api.routes, *web.routes],
+        routes=[*api.routes, Route("/metrics", metrics.endpoint), *web.routes],
         middleware=[
+            Middleware(AccessLogMiddleware, metrics=metrics),
             Middleware(SecurityHeadersMiddleware, settings=settings),
             Middleware(HostCheckMiddleware, settings=settings),
             Middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes),
@@ -96,6 +103,7 @@ def create_app(
     app.state.login = Login(settings, database, mailer, keyring, clock)
     app.state.sessions = Sessions(settings, database, keyring, clock)
     app.state.clock = clock
+    app.state.metrics = metrics
     return app
 
 

@@ -1,17 +1,57 @@
-"""Logging set-up: one line per event; never a code, token or JWT (callers log ids and masks)."""
+"""Logging: one JSON line per event, with the request id; never a code, token or JWT.
+
+Callers log ids (shortened) and masked addresses only. An event is the first word of the
+message (`login.started flow=… to=a•••@example.com`), so logs and metrics name things alike.
+"""
 
 from __future__ import annotations
 
+import contextvars
+import json
 import logging
 import sys
+import time
+
+request_id: contextvars.ContextVar[str] = contextvars.ContextVar("latch_request_id", default="")
+
+
+def event_of(record: logging.LogRecord) -> str:
+    """The event name of a record: the first word of its message when it contains a dot."""
+    first = str(record.msg).split(" ", 1)[0]
+    return first if "." in first and "%" not in first else ""
+
+
+class JsonFormatter(logging.Formatter):
+    """`{"ts", "level", "logger", "event", "msg", "request_id"}` on one line."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        line = {
+            "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+            + f".{int(record.msecs):03d}Z",
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "event": event_of(record),
+            "msg": record.getMessage(),
+        }
+        rid = request_id.get()
+        if rid:
+            line["request_id"] = rid
+        if record.exc_info and record.exc_info[0] is not None:
+            # The exception's type and traceback, not its message (it may quote input).
+            line["exc_type"] = record.exc_info[0].__name__
+        return json.dumps(line, ensure_ascii=False)
 
 
 def configure_logging(level: str) -> None:
-    """Plain, timestamped lines on stderr."""
+    """JSON lines on stderr for Latch and uvicorn; uvicorn's access log stays off."""
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+    handler.setFormatter(JsonFormatter())
+    handler.setLevel(level.upper())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+    for name in ("uvicorn", "uvicorn.error"):
+        logging.getLogger(name).handlers[:] = []
+        logging.getLogger(name).propagate = True
     # uvicorn's access log prints query strings, which hold link tokens: it stays off.
     logging.getLogger("uvicorn.access").disabled = True
