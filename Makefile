@@ -18,7 +18,7 @@ run: install
 	$(BIN)/python -m service
 
 test: install lint
-	$(BIN)/python -m pytest -q -m 'not soak'
+	$(BIN)/python -m pytest -q
 
 lint: install
 	$(BIN)/ruff check service tests bench
@@ -30,7 +30,7 @@ fmt: install
 	$(BIN)/ruff check --fix service tests bench
 
 soak: install
-	$(BIN)/python -m pytest -q -m soak
+	LATCH_SOAK_SIGNINS=$${LATCH_SOAK_SIGNINS:-5000} LATCH_SOAK_CONCURRENCY=$${LATCH_SOAK_CONCURRENCY:-100} $(BIN)/python -m pytest -q -m soak
 
 bench: install
 	$(BIN)/python -m bench

@@ -40,7 +40,13 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="only add a next key now; run `keys rotate` again later to switch",
     )
-    keys.add_parser("retire", help="stop publishing a retired key").add_argument("kid")
+    retire = keys.add_parser("retire", help="stop publishing a retired key")
+    retire.add_argument("kid")
+    retire.add_argument(
+        "--force",
+        action="store_true",
+        help="even if tokens it signed may not have expired yet",
+    )
     sessions = sub.add_parser("sessions", help="manage sessions").add_subparsers(
         dest="action", required=True
     )
@@ -51,9 +57,17 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _environment() -> dict[str, str]:
-    from service.asgi import environment
+    """`.env` in the working directory, overridden by the real environment.
 
-    return environment()
+    Not `service.asgi.environment`: importing service.asgi builds the whole app (and in
+    development generates a signing key), which `keys list` or `users add` must not do.
+    """
+    import os
+    from pathlib import Path
+
+    from service.settings import read_env_file
+
+    return {**read_env_file(Path(".env")), **os.environ}
 
 
 def _run_db(settings: Settings, work: Callable[[db.Database], Awaitable[Any]]) -> Any:
@@ -136,8 +150,30 @@ def _keys(settings: Settings, args: argparse.Namespace) -> int:
             tokens.set_state(d, pending[-1]["kid"], "current")
         print("rotated; the previous key stays published as retired")
     elif args.action == "retire":
-        tokens.set_state(d, args.kid, "removed")
-        print(f"{args.kid} is no longer published")
+        return _keys_retire(settings, args.kid, args.force)
+    return 0
+
+
+def _keys_retire(settings: Settings, kid: str, force: bool) -> int:
+    """Unpublish a key: never the current one, and not while tokens it signed may live."""
+    from service import tokens
+
+    entry = next((e for e in tokens.list_keys(settings.keys_dir) if e["kid"] == kid), None)
+    if entry is None:
+        print(f"no key {kid}", file=sys.stderr)
+        return 1
+    if entry["state"] == "current":
+        print("the current key signs every new token: rotate first", file=sys.stderr)
+        return 1
+    # A retired key must stay in the JWKS until the last token it signed has expired, or
+    # verifiers start refusing sessions that are still good.
+    safe_at = int(entry.get("retired_at", 0)) + settings.access_ttl
+    if entry["state"] == "retired" and safe_at > time.time() and not force:
+        wait = int(safe_at - time.time()) + 1
+        print(f"tokens signed by {kid} may be valid for {wait} s more (--force)", file=sys.stderr)
+        return 1
+    tokens.set_state(settings.keys_dir, kid, "removed")
+    print(f"{kid} is no longer published")
     return 0
 
 
@@ -145,7 +181,8 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point."""
     args = _parser().parse_args(argv)
     try:
-        settings = load_settings(_environment())
+        # `keys` must run before a production key exists: it is how the first one is made.
+        settings = load_settings(_environment(), require_key=args.command != "keys")
     except ConfigError as e:
         print(str(e), file=sys.stderr)
         return 2

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import json
 from typing import Any
+from urllib.parse import urlencode
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from service.cookies import (
@@ -15,13 +16,16 @@ from service.cookies import (
     set_flow_cookie,
     set_session_cookies,
 )
+from service.display import describe_device
 from service.errors import (
     ForbiddenOriginError,
     InvalidRequestError,
+    NotFoundError,
     ServiceError,
     UnsupportedMediaTypeError,
 )
 from service.flows import Authenticated, Login, Started
+from service.refresh import RefreshRefusedError, refresh
 from service.security import client_ip, origin_allowed, safe_next
 from service.sessions import Identity, Sessions
 from service.settings import Settings
@@ -206,11 +210,100 @@ async def auth_check(request: Request) -> Response:
     )
 
 
+async def _rotate(request: Request) -> Authenticated:
+    """Refresh with this browser's refresh cookie; a detected theft drops the cached session."""
+    settings, login, sessions = _state(request)
+    try:
+        return await refresh(login, request.cookies.get(settings.refresh_cookie))
+    except RefreshRefusedError as e:
+        if e.revoked:
+            sessions.forget(e.revoked)
+        raise
+
+
+async def refresh_api(request: Request) -> Response:
+    """POST /api/refresh -> 200 as verify, cookies rotated; 401 with cookies cleared."""
+    settings = request.app.state.settings
+    await read_json(request, settings)
+    try:
+        auth = await _rotate(request)
+    except RefreshRefusedError as e:
+        response = json_error(e)
+        clear_session_cookies(response, settings)
+        return response
+    return _signed_in(auth, settings)
+
+
+async def refresh_page(request: Request) -> Response:
+    """GET /refresh?next=URL: where services bounce browsers whose access JWT has expired.
+
+    Rotates and goes back to `next` (when safe); without a good refresh token, on to sign-in.
+    """
+    settings = request.app.state.settings
+    next_url = safe_next(request.query_params.get("next"), settings)
+    try:
+        auth = await _rotate(request)
+    except RefreshRefusedError:
+        response = RedirectResponse("/login?" + urlencode({"next": next_url}), status_code=303)
+        clear_session_cookies(response, settings)
+        return response
+    response = RedirectResponse(next_url, status_code=303)
+    set_session_cookies(response, settings, auth)
+    return response
+
+
+async def sessions_list(request: Request) -> Response:
+    """GET /api/sessions: the person's live sessions, the current one marked."""
+    _, _, sessions = _state(request)
+    rows = await sessions.list(await current_identity(request))
+    for row in rows:
+        row["device"] = describe_device(row["user_agent"] or "") or "Unknown device"
+    return JSONResponse({"sessions": rows})
+
+
+async def session_delete(request: Request) -> Response:
+    """DELETE /api/sessions/{id} -> 204; 404 for an unknown session or someone else's."""
+    settings, _, sessions = _state(request)
+    if not origin_allowed(request.headers.get("origin"), settings):
+        raise ForbiddenOriginError()
+    identity = await current_identity(request)
+    if not await sessions.revoke(identity, request.path_params["session_id"]):
+        raise NotFoundError("No such session.")
+    return Response(status_code=204)
+
+
+async def configuration(request: Request) -> Response:
+    """GET /.well-known/latch-configuration: what a verifier needs to know (cacheable)."""
+    settings = request.app.state.settings
+    keys = request.app.state.keyring.jwks()["keys"]
+    base = settings.public_url
+    body = {
+        "issuer": base,
+        "audience": settings.audience,
+        "jwks_uri": f"{base}/.well-known/jwks.json",
+        "cookie_names": {"session": settings.session_cookie, "refresh": settings.refresh_cookie},
+        "refresh_url": f"{base}/refresh",
+        "login_url": f"{base}/login",
+        "auth_check_url": f"{base}/auth/check",
+        "algorithms": sorted({k["alg"] for k in keys}),
+        "token_type": "at+jwt",
+    }
+    return JSONResponse(body, headers={"Cache-Control": "public, max-age=300"})
+
+
 async def jwks(request: Request) -> Response:
     """GET /.well-known/jwks.json: the published public keys (cacheable)."""
     return JSONResponse(
         request.app.state.keyring.jwks(), headers={"Cache-Control": "public, max-age=300"}
     )
+
+
+async def openapi(request: Request) -> Response:
+    """GET /openapi.json: the JSON API described as OpenAPI 3."""
+    from service.openapi import build_spec
+
+    spec = build_spec(request.app.state.settings.public_url)
+    return JSONResponse(spec, headers={"Cache-Control": "public, max-age=300"})
 
 
 async def healthz(request: Request) -> Response:
@@ -243,6 +336,12 @@ routes = [
     Route("/api/session", session, methods=["GET"]),
     Route("/auth/check", auth_check, methods=["GET", "HEAD"]),
     Route("/.well-known/jwks.json", jwks, methods=["GET"]),
+    Route("/.well-known/latch-configuration", configuration, methods=["GET"]),
+    Route("/api/refresh", refresh_api, methods=["POST"]),
+    Route("/refresh", refresh_page, methods=["GET"]),
+    Route("/api/sessions", sessions_list, methods=["GET"]),
+    Route("/api/sessions/{session_id}", session_delete, methods=["DELETE"]),
+    Route("/openapi.json", openapi, methods=["GET"]),
     Route("/healthz", healthz, methods=["GET", "HEAD"]),
     Route("/readyz", readyz, methods=["GET", "HEAD"]),
 ]

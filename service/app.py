@@ -12,6 +12,7 @@ from typing import Any
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -66,7 +67,9 @@ def create_app(
             log.info("migrations applied: %s", applied)
         mailer.start()
         tasks = [
-            asyncio.create_task(_reload_keys(keyring), name="latch-keys"),
+            asyncio.create_task(
+                _reload_keys(keyring, settings.keys_reload_interval), name="latch-keys"
+            ),
             asyncio.create_task(_purge(database, settings, clock), name="latch-purge"),
         ]
         try:
@@ -85,6 +88,7 @@ def create_app(
         routes=[*api.routes, Route("/metrics", metrics.endpoint), *web.routes],
         middleware=[
             Middleware(AccessLogMiddleware, metrics=metrics),
+            *_cors(settings),
             Middleware(SecurityHeadersMiddleware, settings=settings),
             Middleware(HostCheckMiddleware, settings=settings),
             Middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes),
@@ -105,6 +109,22 @@ def create_app(
     app.state.clock = clock
     app.state.metrics = metrics
     return app
+
+
+def _cors(settings: Settings) -> list[Middleware]:
+    """CORS with credentials for ALLOWED_ORIGINS only (the JSON API still checks Origin)."""
+    if not settings.allowed_origins:
+        return []
+    return [
+        Middleware(
+            CORSMiddleware,
+            allow_origins=list(settings.allowed_origins),
+            allow_credentials=True,
+            allow_methods=["GET", "POST", "DELETE"],
+            allow_headers=["content-type"],
+            max_age=600,
+        )
+    ]
 
 
 async def _service_error(request: Request, exc: Exception) -> Response:
@@ -136,10 +156,10 @@ async def _unexpected_error(request: Request, exc: Exception) -> Response:
     return await _service_error(request, ServiceError())
 
 
-async def _reload_keys(keyring: Keyring) -> None:
+async def _reload_keys(keyring: Keyring, interval: float) -> None:
     """Pick up keys added or rotated in KEYS_DIR without a restart."""
     while True:
-        await asyncio.sleep(KEY_RELOAD_INTERVAL)
+        await asyncio.sleep(interval or KEY_RELOAD_INTERVAL)
         try:
             keyring.reload()
         except Exception as e:  # a half-written folder must not stop the service

@@ -16,7 +16,7 @@ import re
 import secrets
 from dataclasses import dataclass
 
-from starlette.datastructures import Headers
+from starlette.datastructures import FormData, Headers
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -26,6 +26,8 @@ from service.settings import Settings
 
 log = logging.getLogger("latch.csrf")
 FIELD = "csrf"
+MAX_FIELD = 2000
+MAX_FIELDS = 20
 _COOKIE_VALUE = re.compile(r"[A-Za-z0-9_-]{43}")
 
 
@@ -92,3 +94,19 @@ def check_token(cookie: str | None, field: str, settings: Settings) -> None:
     if not hmac.compare_digest(expected, field.encode("utf-8")):
         log.debug("form refused: CSRF field does not match")
         raise CsrfError()
+
+
+def field(form: FormData, name: str) -> str:
+    """A text field of a form ('' when absent, a file, or too long to be genuine)."""
+    value = form.get(name)
+    return value if isinstance(value, str) and len(value) <= MAX_FIELD else ""
+
+
+async def read_form(request: Request) -> FormData:
+    """The form of a POST from Latch's own pages, else CsrfError: the origin rule is checked
+    before the body is read, then the token."""
+    settings: Settings = request.app.state.settings
+    check_origin(request.headers, settings)
+    form = await request.form(max_files=0, max_fields=MAX_FIELDS)
+    check_token(request.cookies.get(settings.csrf_cookie), field(form, FIELD), settings)
+    return form

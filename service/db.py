@@ -192,7 +192,9 @@ class PostgresDatabase:
         import databases
 
         self.url = url
-        self._db = databases.Database(url, min_size=1, max_size=10)
+        # timeout: opening a connection to an unreachable server fails (503) within 5 s
+        # instead of asyncpg's default 60 s, which would hold every request that long.
+        self._db = databases.Database(url, min_size=1, max_size=10, timeout=5)
 
     async def connect(self) -> None:
         """Open the pool."""

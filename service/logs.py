@@ -53,5 +53,7 @@ def configure_logging(level: str) -> None:
     for name in ("uvicorn", "uvicorn.error"):
         logging.getLogger(name).handlers[:] = []
         logging.getLogger(name).propagate = True
+    # Latch's access lines follow LOG_LEVEL even though event counting lifts `latch` to INFO.
+    logging.getLogger("latch.access").setLevel(level.upper())
     # uvicorn's access log prints query strings, which hold link tokens: it stays off.
     logging.getLogger("uvicorn.access").disabled = True

@@ -13,6 +13,7 @@ import ssl
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
+from email.headerregistry import Address
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
 from pathlib import Path
@@ -103,6 +104,13 @@ class SmtpTransport:
             if 400 <= e.code < 500:
                 raise TransientMailError(f"{e.code} {e.message}") from e
             raise PermanentMailError(f"{e.code} {e.message}") from e
+        except aiosmtplib.SMTPRecipientsRefused as e:
+            # Not an SMTPResponseException: it wraps one refusal per recipient. A 4xx to RCPT
+            # (greylisting, a full mailbox) is as temporary as a 4xx to DATA.
+            replies = "; ".join(f"{r.code} {r.message}" for r in e.recipients)
+            if any(400 <= r.code < 500 for r in e.recipients):
+                raise TransientMailError(replies) from e
+            raise PermanentMailError(replies) from e
         except (
             aiosmtplib.SMTPConnectError,
             aiosmtplib.SMTPServerDisconnected,
@@ -111,9 +119,26 @@ class SmtpTransport:
             ConnectionError,
             OSError,
         ) as e:
-            raise TransientMailError(type(e).__name__) from e
+            if _untrusted_certificate(e):
+                # A certificate we cannot verify will not verify on the next try either: a
+                # wrong SMTP_CA_FILE or host name, or someone in the middle. Never retried
+                # into sending the code over an unverified channel.
+                raise PermanentMailError(f"TLS certificate not trusted: {e}") from e
+            raise TransientMailError(f"{type(e).__name__}: {e}") from e
         except aiosmtplib.SMTPException as e:
             raise PermanentMailError(str(e)) from e
+
+
+def _untrusted_certificate(error: BaseException) -> bool:
+    """True when the failure (or what caused it) is a failed certificate verification."""
+    seen: BaseException | None = error
+    for _ in range(5):  # aiosmtplib wraps the ssl error in SMTPConnectError on connect
+        if seen is None:
+            return False
+        if isinstance(seen, ssl.SSLCertVerificationError):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
 
 
 class Renderer:
@@ -124,7 +149,11 @@ class Renderer:
         loader = jinja2.FileSystemLoader(str(settings.email_templates_dir))
         self._html = jinja2.Environment(loader=loader, autoescape=True)
         self._text = jinja2.Environment(loader=loader, autoescape=False)  # noqa: S701
-        self.sender = settings.mail_from or f"{settings.app_name} <login@{_mail_domain(settings)}>"
+        # MAIL_FROM is refused at start-up if it holds a line break (settings.validate); the
+        # default sender is built as an Address, so APP_NAME is quoted and kept on one line.
+        self.sender = settings.mail_from or str(
+            Address(_one_line(settings.app_name), "login", _mail_domain(settings))
+        )
 
     def render(self, job: MailJob) -> EmailMessage:
         """The complete sign-in mail for a job."""
@@ -142,7 +171,8 @@ class Renderer:
             "request_ip": job.ip,
             "request_device": describe_device(job.user_agent),
         }
-        subject = " ".join(self._text.get_template("subject.txt").render(context).split())
+        # Whatever a template or APP_NAME holds, the subject is one line: no header injection.
+        subject = _one_line(self._text.get_template("subject.txt").render(context))
         msg = EmailMessage()
         msg["Subject"] = subject
         msg["From"] = self.sender
@@ -153,6 +183,11 @@ class Renderer:
         msg.set_content(self._text.get_template("body.txt").render(context))
         msg.add_alternative(self._html.get_template("body.html").render(context), subtype="html")
         return msg
+
+
+def _one_line(text: str) -> str:
+    """Every run of whitespace (CR and LF included) folded into one space."""
+    return " ".join(text.split())
 
 
 def _mail_domain(settings: Settings) -> str:
@@ -253,14 +288,18 @@ class Mailer:
                 store.claim_mail(job.flow_id, job.seq, check_user=check_user, now=now)
             )
             if verdict != "send":
-                log.info(
-                    "mail.%s flow=%s",
-                    "sent" if verdict == "suppress" else "skipped",
-                    job.flow_id[:8],
-                )
+                event = "mail.suppress" if verdict == "suppress" else "mail.skip"
+                log.info(event + " flow=%s", job.flow_id[:8])
                 return True
         try:
-            await self.transport.send(self.renderer.render(job))
+            message = self.renderer.render(job)
+        except (jinja2.TemplateError, ValueError) as e:
+            # A broken template (EMAIL_TEMPLATES_DIR is the operator's) fails every attempt:
+            # end the flow now rather than leave it "queued" with a code nobody will get.
+            await self._fail(job, f"template: {type(e).__name__}: {e}")
+            return True
+        try:
+            await self.transport.send(message)
         except TransientMailError as e:
             return await self._retry_or_fail(job, attempt, str(e))
         except PermanentMailError as e:

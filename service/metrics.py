@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import itertools
 import logging
 import secrets
 import time
 from collections.abc import Callable
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
@@ -93,12 +95,16 @@ class AccessLogMiddleware:
     def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
         self.app = app
         self.metrics = metrics
+        # Unique per process and cheap: a random prefix and a counter (ids are not secrets).
+        self._prefix = secrets.token_hex(4) + "-"
+        self._counter = itertools.count(1)
+        self._observers: dict[tuple[str, str, int], Any] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        token = request_id.set(secrets.token_hex(8))
+        token = request_id.set(f"{self._prefix}{next(self._counter):x}")
         started = time.perf_counter()
         status = 500
 
@@ -114,7 +120,13 @@ class AccessLogMiddleware:
             elapsed = time.perf_counter() - started
             route = scope.get("route")
             name = getattr(route, "path", None) or "unmatched"
-            self.metrics.requests.labels(name, scope["method"], str(status)).observe(elapsed)
+            key = (name, scope["method"], status)
+            observer = self._observers.get(key)
+            if observer is None:
+                # Route templates, methods and statuses are few: the cache stays small.
+                observer = self.metrics.requests.labels(name, scope["method"], str(status))
+                self._observers[key] = observer
+            observer.observe(elapsed)
             if access_log.isEnabledFor(logging.INFO):
                 access_log.info(
                     "http.request %s %s %d %.1fms",

@@ -115,7 +115,7 @@ class BodyLimitMiddleware:
         self.max_bytes = max_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not self.max_bytes:
+        if scope["type"] != "http" or not self.max_bytes or scope["method"] in ("GET", "HEAD"):
             await self.app(scope, receive, send)
             return
         declared = Headers(scope=scope).get("content-length")

@@ -10,11 +10,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from service import colour
 from service.errors import ConfigError
 
 ALGORITHMS = ("EdDSA", "ES256", "RS256", "HS256")
 SMTP_TLS_MODES = ("tls", "starttls", "none")
 DEV_HOSTS = ("localhost", "127.0.0.1", "::1", "[::1]")
+# The logo is served by Latch as an image: only these types, each with its content type.
+LOGO_TYPES = {
+    ".png": "image/png",
+    ".svg": "image/svg+xml",
+    ".jpg": "image/jpeg",
+    ".jpeg": "image/jpeg",
+    ".webp": "image/webp",
+}
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
@@ -52,6 +61,7 @@ class Settings:
     trusted_proxies: tuple[Network, ...] = ()
     purge_interval: int = 3600
     shutdown_grace: float = 20.0
+    keys_reload_interval: float = 5.0
     log_level: str = "INFO"
     limit_code_attempts: int = 5
     limit_address_failures: int = 100
@@ -194,7 +204,7 @@ _INTS = (
     "LIMIT_STARTS_PER_IP LIMIT_IP_WINDOW MAX_BODY_BYTES MAIL_QUEUE_SIZE MAIL_WORKERS "
     "MAIL_STALE_AFTER"
 ).split()
-_FLOATS = ("SMTP_TIMEOUT", "SHUTDOWN_GRACE")
+_FLOATS = ("SMTP_TIMEOUT", "SHUTDOWN_GRACE", "KEYS_RELOAD_INTERVAL")
 _STRINGS = (
     "PUBLIC_URL DATABASE_URL SMTP_HOST SMTP_USERNAME SMTP_PASSWORD SMTP_TLS SMTP_CA_FILE "
     "MAIL_FROM JWT_ALGORITHM JWT_AUDIENCE COOKIE_DOMAIN LOG_LEVEL APP_NAME ACCENT_COLOR LOGO_FILE"
@@ -218,7 +228,7 @@ def read_env_file(path: Path) -> dict[str, str]:
     return values
 
 
-def load_settings(environ: Mapping[str, str]) -> Settings:
+def load_settings(environ: Mapping[str, str], *, require_key: bool = True) -> Settings:
     """Build and validate Settings from an environment mapping (never reads os.environ itself).
 
     In development a missing SECRET_KEY is generated once into DATA_DIR and kept.
@@ -263,7 +273,7 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
     settings = Settings(**kw)  # type: ignore[arg-type]
     if not settings.secret_key and settings.development:
         settings = _with_dev_secret(settings)
-    validate(settings)
+    validate(settings, require_key=require_key)
     return settings
 
 
@@ -280,7 +290,7 @@ def _with_dev_secret(settings: Settings) -> Settings:
     return replace(settings, secret_key=path.read_text().strip().encode())
 
 
-def validate(settings: Settings) -> None:
+def validate(settings: Settings, *, require_key: bool = True) -> None:
     """Refuse unsafe or incomplete settings with a message naming what to set."""
     problems: list[str] = []
     url = urlsplit(settings.public_url)
@@ -298,19 +308,41 @@ def validate(settings: Settings) -> None:
         problems.append("MAIL_WORKERS and MAIL_QUEUE_SIZE must be at least 1")
     if settings.cookie_domain and not settings.cookie_domain.startswith("."):
         problems.append("COOKIE_DOMAIN must start with a dot, like .example.com")
+    if "\r" in settings.mail_from or "\n" in settings.mail_from:
+        # It becomes the From header of every mail: a line break would add headers of its own.
+        problems.append("MAIL_FROM must be one address on one line")
+    problems.extend(_branding_problems(settings))
     if not settings.development:
-        problems.extend(_production_problems(settings))
+        problems.extend(_production_problems(settings, require_key))
     if problems:
         raise ConfigError("Latch will not start: " + "; ".join(problems))
 
 
-def _production_problems(settings: Settings) -> list[str]:
+def _branding_problems(settings: Settings) -> list[str]:
+    problems = []
+    # ACCENT_COLOR goes into a stylesheet and the mail's inline styles: only a plain hex colour
+    # (nothing that could close the declaration), and dark enough for the white button text.
+    if not colour.HEX_COLOUR.fullmatch(settings.accent_color):
+        problems.append("ACCENT_COLOR must be a colour like #4f46e5 or #36c")
+    elif colour.contrast(settings.accent_color, colour.WHITE) < colour.AA:
+        problems.append("ACCENT_COLOR is too light: white text on it must reach 4.5:1 contrast")
+    if settings.logo_file:
+        logo = Path(settings.logo_file)
+        if logo.suffix.lower() not in LOGO_TYPES:
+            problems.append("LOGO_FILE must be a .png, .svg, .jpg or .webp file")
+        elif not logo.is_file():
+            problems.append(f"LOGO_FILE {settings.logo_file} is not a readable file")
+    return problems
+
+
+def _production_problems(settings: Settings, require_key: bool) -> list[str]:
     problems = []
     if len(settings.secret_key) < 32:
         problems.append("SECRET_KEY must be set to at least 32 random bytes in production")
     if not settings.smtp_host:
         problems.append("SMTP_HOST must be set in production (mail cannot go to the console)")
-    if settings.jwt_algorithm != "HS256" and not (settings.keys_dir / "keyring.json").is_file():
+    has_key = (settings.keys_dir / "keyring.json").is_file()
+    if require_key and settings.jwt_algorithm != "HS256" and not has_key:
         problems.append(
             f"no signing key in KEYS_DIR ({settings.keys_dir}): "
             "run `python -m service keys generate` or set KEYS_DIR"

@@ -84,13 +84,21 @@ def add_key(keys_dir: Path, alg: str, state: str) -> str:
     with os.fdopen(fd, "wb") as f:
         f.write(pem)
     entries = _read_manifest(keys_dir)
+    now = int(time.time())
     if state == "current":
-        for entry in entries:
-            if entry["state"] == "current":
-                entry["state"] = "retired"
-    entries.append({"kid": kid, "alg": alg, "state": state, "created_at": int(time.time())})
+        _retire_current(entries, now)
+    entries.append({"kid": kid, "alg": alg, "state": state, "created_at": now})
     _write_manifest(keys_dir, entries)
     return kid
+
+
+def _retire_current(entries: list[dict[str, Any]], now: int) -> None:
+    # `retired_at` says when the last token this key signed can expire (plus ACCESS_TTL), so
+    # `keys retire` can tell whether unpublishing it would break tokens still in use.
+    for entry in entries:
+        if entry["state"] == "current":
+            entry["state"] = "retired"
+            entry["retired_at"] = now
 
 
 def set_state(keys_dir: Path, kid: str, state: str) -> None:
@@ -98,12 +106,13 @@ def set_state(keys_dir: Path, kid: str, state: str) -> None:
     entries = _read_manifest(keys_dir)
     if not any(e["kid"] == kid for e in entries):
         raise KeyError(kid)
+    now = int(time.time())
+    if state == "current":
+        _retire_current(entries, now)
     for entry in entries:
-        if state == "current" and entry["state"] == "current":
-            entry["state"] = "retired"
         if entry["kid"] == kid:
             entry["state"] = state
-            entry[f"{state}_at"] = int(time.time())
+            entry[f"{state}_at"] = now
     _write_manifest(keys_dir, entries)
 
 
@@ -122,10 +131,13 @@ def ensure_key(keys_dir: Path, alg: str) -> None:
 def _load(keys_dir: Path, entry: Mapping[str, Any]) -> SigningKey:
     pem = (keys_dir / f"{entry['kid']}.pem").read_bytes()
     private = serialization.load_pem_private_key(pem, password=None)
+    # The manifest's `alg` is what the JWKS publishes and what verification pins: it must be
+    # the one algorithm this key type can do (an RSA key listed as EdDSA, a P-384 key as
+    # ES256, would publish a lie that verifiers then pin).
     if not isinstance(
         private, ed25519.Ed25519PrivateKey | ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey
-    ):
-        raise ValueError(f"key {entry['kid']} is of an unsupported type")
+    ) or not _fits(private, entry["alg"]):
+        raise ValueError(f"key {entry['kid']} cannot sign {entry['alg']!r}")
     return SigningKey(
         kid=entry["kid"],
         alg=entry["alg"],
@@ -135,6 +147,18 @@ def _load(keys_dir: Path, entry: Mapping[str, Any]) -> SigningKey:
     )
 
 
+def _fits(private: Any, alg: str) -> bool:
+    if alg == "EdDSA":
+        return isinstance(private, ed25519.Ed25519PrivateKey)
+    if alg == "ES256":
+        return isinstance(private, ec.EllipticCurvePrivateKey) and isinstance(
+            private.curve, ec.SECP256R1
+        )
+    if alg == "RS256":
+        return isinstance(private, rsa.RSAPrivateKey) and private.key_size >= 2048
+    return False
+
+
 class Keyring:
     """The keys an instance signs and verifies with, reloaded when KEYS_DIR changes."""
 
@@ -142,7 +166,7 @@ class Keyring:
         self.keys_dir = keys_dir
         self.alg = alg
         self._hmac_key = hmac_key
-        self._stamp: float | None = None
+        self._stamp: bytes | None = None
         self.current: SigningKey
         self.keys: dict[str, SigningKey] = {}
         self.reload()
@@ -155,14 +179,17 @@ class Keyring:
                 self.current, self.keys = key, {key.kid: key}
             return False
         try:
-            stamp = (self.keys_dir / MANIFEST).stat().st_mtime_ns
+            # The manifest's bytes, not its mtime: two rotations within one timestamp tick
+            # (coarse on some filesystems) would otherwise go unseen until the next change.
+            stamp = (self.keys_dir / MANIFEST).read_bytes()
         except FileNotFoundError as e:
             raise RuntimeError(f"no signing key in {self.keys_dir}") from e
         if stamp == self._stamp:
             return False
+        entries = json.loads(stamp).get("keys", [])
         keys = {
             e["kid"]: _load(self.keys_dir, e)
-            for e in _read_manifest(self.keys_dir)
+            for e in entries
             if e["state"] in ("next", "current", "retired")
         }
         current = [k for k in keys.values() if k.state == "current"]

@@ -122,6 +122,7 @@ def make_settings(tmp_path: Path) -> Callable[..., Settings]:
 
 
 ClientFactory = Callable[..., AbstractContextManager[TestClient]]
+SettingsFactory = Callable[..., Settings]
 
 
 @pytest.fixture

@@ -62,7 +62,7 @@ def test_flow_cookie_stands_in_for_flow_id(
 @pytest.fixture
 def https_client(make_client: ClientFactory) -> Iterator[TestClient]:
     with make_client(PUBLIC_URL="https://localhost:8443") as client:
-        client.base_url = "https://localhost:8443"  # type: ignore[assignment]
+        client.base_url = "https://localhost:8443"
         yield client
 
 

@@ -9,11 +9,18 @@ from contextlib import ExitStack
 from starlette.testclient import TestClient
 
 from service.app import create_app
-from tests.conftest import BASE_URL, ClientFactory, FakeClock, RecordingTransport, mail_code, start
+from tests.conftest import (
+    BASE_URL,
+    FakeClock,
+    RecordingTransport,
+    SettingsFactory,
+    mail_code,
+    start,
+)
 
 
 def test_twenty_concurrent_verifications_of_one_code_give_exactly_one_success(
-    make_settings: ClientFactory, clock: FakeClock, transport: RecordingTransport
+    make_settings: SettingsFactory, clock: FakeClock, transport: RecordingTransport
 ) -> None:
     settings = make_settings()
     # Four app instances = four connections to one file, each with its own event loop thread:
@@ -21,8 +28,9 @@ def test_twenty_concurrent_verifications_of_one_code_give_exactly_one_success(
     with ExitStack() as stack:
         clients = [
             stack.enter_context(
-                TestClient(create_app(settings, mail_transport=transport, clock=clock),
-                           base_url=BASE_URL)
+                TestClient(
+                    create_app(settings, mail_transport=transport, clock=clock), base_url=BASE_URL
+                )
             )
             for _ in range(4)
         ]

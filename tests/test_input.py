@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
 from starlette.testclient import TestClient
 
@@ -48,8 +50,12 @@ def test_idn_domain_is_accepted_and_encoded(client: TestClient) -> None:
     ("body", "ctype", "status", "code"),
     [
         (b'{"email": "a@example.com"}', "text/plain", 415, "unsupported_media_type"),
-        (b"email=a@example.com", "application/x-www-form-urlencoded", 415,
-         "unsupported_media_type"),
+        (
+            b"email=a@example.com",
+            "application/x-www-form-urlencoded",
+            415,
+            "unsupported_media_type",
+        ),
         (b"{not json", "application/json", 400, "invalid_request"),
         (b"[1, 2]", "application/json", 400, "invalid_request"),
         (b'"a@example.com"', "application/json", 400, "invalid_request"),
@@ -70,8 +76,15 @@ def test_malformed_start_body_gets_json_4xx(
 
 @pytest.mark.parametrize(
     "body",
-    [{}, {"code": 123456}, {"code": "12345"}, {"code": "abcdef"}, {"code": "1234567"},
-     {"code": "123456", "flow_id": 5}, {"code": "123456", "flow_id": "nope"}],
+    [
+        {},
+        {"code": 123456},
+        {"code": "12345"},
+        {"code": "abcdef"},
+        {"code": "1234567"},
+        {"code": "123456", "flow_id": 5},
+        {"code": "123456", "flow_id": "nope"},
+    ],
 )
 def test_malformed_verify_body_gets_json_4xx(client: TestClient, body: dict[str, object]) -> None:
     response = client.post("/api/verify", json=body)
@@ -88,15 +101,13 @@ def test_malformed_link_tokens_read_as_invalid(client: TestClient) -> None:
 
 def test_oversized_body_is_refused_with_413(client: TestClient) -> None:
     body = b'{"email": "' + b"a" * 20000 + b'@example.com"}'
-    response = client.post(
-        "/api/start", content=body, headers={"content-type": "application/json"}
-    )
+    response = client.post("/api/start", content=body, headers={"content-type": "application/json"})
     assert response.status_code == 413
     assert response.json()["error"]["code"] == "too_large"
 
 
 def test_chunked_oversized_body_is_refused_with_413(client: TestClient) -> None:
-    def chunks():  # type: ignore[no-untyped-def]
+    def chunks() -> Iterator[bytes]:
         for _ in range(40):
             yield b"x" * 1024
 

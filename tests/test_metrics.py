@@ -35,8 +35,15 @@ def test_metrics_count_sign_ins_mails_and_failures(
 
 
 def test_log_lines_are_json_with_event_and_request_id() -> None:
-    record = logging.LogRecord("latch.flows", logging.INFO, __file__, 1,
-                               "login.started flow=%s to=%s", ("abcd1234", "a•••@x.com"), None)
+    record = logging.LogRecord(
+        "latch.flows",
+        logging.INFO,
+        __file__,
+        1,
+        "login.started flow=%s to=%s",
+        ("abcd1234", "a•••@x.com"),
+        None,
+    )
     token = request_id.set("r-1")
     try:
         line = json.loads(JsonFormatter().format(record))

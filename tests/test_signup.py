@@ -10,15 +10,14 @@ from pathlib import Path
 from starlette.testclient import TestClient
 
 from service import store
-from tests.conftest import ClientFactory, RecordingTransport, mail_code, start
+from tests.conftest import ClientFactory, RecordingTransport, SettingsFactory, mail_code, start
 
 
 def _mail_status(client: TestClient, flow_id: str) -> str:
     deadline = time.monotonic() + 5
     while time.monotonic() < deadline:
-        row = client.portal.call(  # type: ignore[union-attr]
-            client.app.state.db.run, store.get_flow(flow_id)  # type: ignore[attr-defined]
-        )
+        database = client.app.state.db  # type: ignore[attr-defined]
+        row = client.portal.call(database.run, store.get_flow(flow_id))  # type: ignore[union-attr]
         if row["mail_status"] != "queued":
             return str(row["mail_status"])
         time.sleep(0.02)
@@ -43,7 +42,9 @@ def test_unknown_address_gets_the_same_answer_and_no_mail_and_no_account(
 
 
 def test_operator_added_user_can_sign_in(
-    make_settings: ClientFactory, make_client: ClientFactory, transport: RecordingTransport,
+    make_settings: SettingsFactory,
+    make_client: ClientFactory,
+    transport: RecordingTransport,
     tmp_path: Path,
 ) -> None:
     env = {"ALLOW_SIGNUP": "false"}
@@ -51,7 +52,10 @@ def test_operator_added_user_can_sign_in(
     result = subprocess.run(
         [sys.executable, "-m", "service", "users", "add", "Carol@Example.com"],
         env={"DATA_DIR": str(settings.data_dir), "PATH": "/usr/bin:/bin"},
-        capture_output=True, text=True, timeout=60, cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
     )
     assert result.returncode == 0, result.stderr
     assert "created" in result.stdout

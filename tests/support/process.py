@@ -43,8 +43,9 @@ class LatchProcess:
             # SMTP_HOST or SECRET_KEY must not leak into the process under test.
             "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
             "PYTHONUNBUFFERED": "1",
-            "PUBLIC_URL": self.url,
             **env,
+            # Last: Latch refuses requests addressed to any host but PUBLIC_URL's.
+            "PUBLIC_URL": self.url,
         }
         self._out = workdir / "latch.stdout"
         self._err = workdir / "latch.stderr"

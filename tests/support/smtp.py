@@ -127,6 +127,8 @@ class SmtpSink:
         self.host = HOST
         self.port = 0
         self._deliveries: list[Delivery] = []
+        # Per-recipient index: soak tests wait for hundreds of addresses at once.
+        self._by_rcpt: dict[str, list[EmailMessage]] = {}
         self._changed = threading.Condition()
         self._controller: _LoopbackController | None = None
         self._tls: TlsFiles | None = None
@@ -200,13 +202,14 @@ class SmtpSink:
 
     def messages_for(self, to: str) -> list[EmailMessage]:
         """Return the accepted messages whose envelope includes recipient `to`."""
-        wanted = to.lower()
-        return [d.message for d in self.deliveries if wanted in (r.lower() for r in d.rcpt_tos)]
+        with self._changed:
+            return list(self._by_rcpt.get(to.lower(), ()))
 
     def clear(self) -> None:
         """Forget every message received so far."""
         with self._changed:
             self._deliveries.clear()
+            self._by_rcpt.clear()
 
     def wait_for(self, to: str, timeout: float = 10.0, *, index: int = 0) -> EmailMessage:
         """Block until message number `index` (0-based) for `to` arrives, then return it."""
@@ -262,6 +265,8 @@ class SmtpSink:
         )
         with self._changed:
             self._deliveries.append(delivery)
+            for rcpt in {r.lower() for r in delivery.rcpt_tos}:
+                self._by_rcpt.setdefault(rcpt, []).append(delivery.message)
             self._changed.notify_all()
 
     def _authenticate(

@@ -1,0 +1,96 @@
+"""The refresh use case: exchange a refresh token for a new access JWT and a rotated token.
+
+Refresh tokens form a keyed chain: the token that replaces `t` is HMAC(refresh subkey, t).
+Rotation is therefore deterministic, which is what lets two tabs that refresh with the same
+token at once both succeed *and* keep working afterwards: the second one, arriving within
+REFRESH_GRACE, is handed the very token the first one got (only hashes are stored, so a random
+successor could not be handed out twice). Without the subkey (it lives outside the database) a
+successor cannot be computed, so a stolen database or an old token does not predict the next.
+
+The chain also makes reuse of an *older* token detectable: the hashes of a presented token's
+next few successors are looked up too, and a hit on the session's current or previous hash
+means the presented token was replaced a while ago and is being replayed — theft, and the
+session is revoked (RFC 9700 §4.14.2, refresh token rotation with reuse detection). A token
+that matches nothing is simply refused: it cannot be tied to a session without letting anyone
+who knows a session id revoke it.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import logging
+import re
+
+from service import crypto, store
+from service.errors import UnauthenticatedError
+from service.flows import Authenticated, Login
+
+log = logging.getLogger("latch.refresh")
+
+# How many successors of a presented token are checked for reuse detection.
+REUSE_DEPTH = 16
+_TOKEN = re.compile(r"[A-Za-z0-9_-]{20,100}")
+
+
+class RefreshRefusedError(UnauthenticatedError):
+    """The refresh token is not (or no longer) good; `revoked` names a session just revoked."""
+
+    message = "Your session has ended. Please sign in again."
+
+    def __init__(self, revoked: str | None = None) -> None:
+        super().__init__()
+        self.revoked = revoked
+
+
+def successor(key: bytes, token: str) -> str:
+    """The refresh token that replaces `token` (256 bits, URL-safe)."""
+    digest = hmac.new(key, b"latch.refresh:" + token.encode("ascii"), hashlib.sha256).digest()
+    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
+
+
+def chain_of(key: bytes, token: str, depth: int = REUSE_DEPTH) -> list[str]:
+    """`token` and its next `depth - 1` successors."""
+    tokens = [token]
+    while len(tokens) < depth:
+        tokens.append(successor(key, tokens[-1]))
+    return tokens
+
+
+def chain_key(login: Login) -> bytes:
+    """The subkey of the refresh chain (a purpose of its own, never the raw SECRET_KEY)."""
+    return crypto.derive_subkey(login.settings.secret_key, "refresh-chain")
+
+
+async def refresh(login: Login, token: str | None) -> Authenticated:
+    """Rotate the refresh token and issue a new access JWT, else RefreshRefusedError."""
+    if not token or not _TOKEN.fullmatch(token):
+        raise RefreshRefusedError()
+    settings = login.settings
+    tokens = chain_of(chain_key(login), token)
+    outcome = await login.db.run(
+        store.rotate_refresh(
+            [crypto.sha256_hex(t) for t in tokens],
+            now=int(login.clock()),
+            grace=settings.refresh_grace,
+            idle_ttl=settings.session_idle_ttl,
+        )
+    )
+    if outcome.state not in ("rotated", "grace"):
+        sid = outcome.session_id[:8]
+        if outcome.state == "theft":
+            log.warning("refresh.reuse session=%s revoked (an old refresh token came back)", sid)
+            raise RefreshRefusedError(revoked=outcome.session_id)
+        log.info("refresh.refused reason=%s session=%s", outcome.state, sid)
+        raise RefreshRefusedError()
+    log.info("refresh.%s session=%s", outcome.state, outcome.session_id[:8])
+    return Authenticated(
+        user_id=outcome.user_id,
+        email=outcome.email,
+        session_id=outcome.session_id,
+        session_expires_at=outcome.expires_at,
+        access_token=login.issue_access(outcome.user_id, outcome.email, outcome.session_id),
+        refresh_token=tokens[1],
+        next_url="",
+    )

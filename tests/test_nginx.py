@@ -1,0 +1,155 @@
+"""Real nginx forward auth: Debian's nginx runs docs/nginx.conf with `auth_request` to a real
+Latch, in front of a tiny upstream that echoes the X-Latch-Email header it receives.
+
+Anonymous visitors: browsers (Accept: text/html) get a 302 to Latch's /refresh?next=…, every
+other client a 401 (docs/nginx.conf, @latch_unauthorized)."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.support.process import HOST, free_port
+from tests.support.server import Latch, running_latch
+
+NGINX = "/usr/sbin/nginx"
+CONF = Path(__file__).resolve().parent.parent / "docs" / "nginx.conf"
+
+
+class Echo(BaseHTTPRequestHandler):
+    """The protected app: answers with the identity header nginx passed on."""
+
+    def _answer(self) -> None:
+        self.rfile.read(int(self.headers.get("content-length") or 0))
+        body = f"email={self.headers.get('X-Latch-Email', '')}".encode()
+        self.send_response(200)
+        self.send_header("content-length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    do_GET = _answer
+    do_POST = _answer
+
+    def log_message(self, format: str, *args: object) -> None:
+        """Quiet."""
+
+
+@contextmanager
+def echo_app() -> Iterator[str]:
+    server = ThreadingHTTPServer((HOST, 0), Echo)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"{HOST}:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@contextmanager
+def nginx(prefix: Path, latch: Latch, app: str) -> Iterator[str]:
+    """nginx as a non-daemon child, configured by docs/nginx.conf with our ports."""
+    port = free_port()
+    for sub in ("logs", "tmp"):
+        (prefix / sub).mkdir(parents=True, exist_ok=True)
+    conf = (
+        CONF.read_text()
+        .replace("@LISTEN@", f"{HOST}:{port}")
+        .replace("@LATCH@", latch.url.removeprefix("http://"))
+        .replace("@APP@", app)
+        .replace("@LATCH_URL@", latch.url)
+    )
+    (prefix / "nginx.conf").write_text(conf)
+    # As root the workers would switch to `nobody`, who cannot enter pytest's 0700 temp dir.
+    user = " user root root;" if os.geteuid() == 0 else ""
+    proc = subprocess.Popen(
+        [NGINX, "-g", f"daemon off;{user}", "-p", f"{prefix}/", "-c", "nginx.conf"]
+        + ["-e", str(prefix / "logs" / "error.log")],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        _wait_listening(port, proc, prefix)
+        yield f"http://{HOST}:{port}"
+    finally:
+        proc.terminate()
+        proc.wait(10)
+        if proc.stderr:
+            proc.stderr.close()
+
+
+def _wait_listening(port: int, proc: subprocess.Popen[bytes], prefix: Path) -> None:
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            log = (prefix / "logs" / "error.log").read_text(errors="replace")
+            raise RuntimeError(f"nginx exited with {proc.returncode}: {log}")
+        with socket.socket() as sock:
+            if sock.connect_ex((HOST, port)) == 0:
+                return
+        time.sleep(0.02)
+    raise TimeoutError("nginx did not listen")
+
+
+@dataclass
+class Stack:
+    latch: Latch
+    front: str
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    if not os.access(NGINX, os.X_OK):
+        pytest.fail(f"{NGINX} is missing: install Debian's nginx (.ci/run does)")
+    root = tmp_path_factory.mktemp("nginx")
+    with (
+        running_latch(root / "data") as latch,
+        echo_app() as app,
+        nginx(root / "prefix", latch, app) as front,
+    ):
+        yield Stack(latch, front)
+
+
+def test_signed_in_client_gets_through_with_its_email_upstream(stack: Stack) -> None:
+    with stack.latch.sign_in("ivy@example.com") as browser:
+        cookie = {"latch_session": browser.cookies["latch_session"]}
+    # A header the client sends itself is replaced by the one Latch vouches for.
+    forged = {"X-Latch-Email": "boss@example.com"}
+    with httpx.Client(base_url=stack.front, cookies=cookie) as client:
+        assert client.get("/anything?x=1", headers=forged).text == "email=ivy@example.com"
+        assert client.post("/form", data={"a": "b"}).text == "email=ivy@example.com"
+
+
+def test_anonymous_api_client_gets_401(stack: Stack) -> None:
+    forged = {"X-Latch-Email": "boss@example.com"}
+    answer = httpx.get(f"{stack.front}/anything", headers=forged)
+    assert answer.status_code == 401
+    assert "email=" not in answer.text
+
+
+def test_anonymous_browser_is_sent_to_latch_refresh(stack: Stack) -> None:
+    answer = httpx.get(f"{stack.front}/page", headers={"Accept": "text/html"})
+    assert answer.status_code == 302
+    target = httpx.URL(answer.headers["location"])
+    assert str(target.copy_with(query=None)) == f"{stack.latch.url}/refresh"
+    assert target.params["next"] == f"{stack.front}/page"
+
+
+def test_revoked_session_is_shut_out(stack: Stack) -> None:
+    with stack.latch.sign_in("jack@example.com") as browser:
+        cookie = {"latch_session": browser.cookies["latch_session"]}
+        with httpx.Client(base_url=stack.front, cookies=cookie) as client:
+            assert client.get("/x").text == "email=jack@example.com"
+            assert browser.post("/api/logout", json={}).status_code == 204
+            assert client.get("/x").status_code == 401

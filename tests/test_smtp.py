@@ -1,0 +1,284 @@
+"""Sign-in over real SMTP: the app with its real SmtpTransport against aiosmtpd on loopback."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from email.message import EmailMessage
+from pathlib import Path
+from typing import Any
+
+from starlette.testclient import TestClient
+
+from service.app import create_app
+from service.mailer import SmtpTransport, Transport
+from service.settings import Settings
+from tests.conftest import BASE_URL, mail_code, mail_token, start
+from tests.support.smtp import HangingSmtpServer, SmtpSink, html_part, refused_port, text_part
+
+MakeSettings = Callable[..., Settings]
+ADA = "ada@example.com"
+
+
+@contextmanager
+def running(settings: Settings, transport: Transport | None = None) -> Iterator[TestClient]:
+    """The app with its lifespan running; the real SMTP transport unless one is given."""
+    with TestClient(create_app(settings, mail_transport=transport), base_url=BASE_URL) as client:
+        yield client
+
+
+def smtp_settings(make_settings: MakeSettings, port: int, **env: str) -> Settings:
+    """Settings pointing the mailer at a loopback SMTP port (plain unless SMTP_TLS is given)."""
+    return make_settings(
+        **{"SMTP_HOST": "127.0.0.1", "SMTP_PORT": str(port), "SMTP_TLS": "none", **env}
+    )
+
+
+class TappedSmtp:
+    """The real SmtpTransport, with every attempt recorded first (the test's own copy of the
+    mail, so it can try the right code on a flow whose mail never arrived)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.inner = SmtpTransport(settings)
+        self.attempts: list[EmailMessage] = []
+
+    async def send(self, message: EmailMessage) -> None:
+        self.attempts.append(message)
+        await self.inner.send(message)
+
+
+def flow_view(client: TestClient, flow_id: str) -> dict[str, Any]:
+    """Login.flow_view, run on the app's event loop."""
+    assert client.portal is not None
+    view: dict[str, Any] | None = client.portal.call(client.app.state.login.flow_view, flow_id)  # type: ignore[attr-defined]
+    assert view is not None
+    return view
+
+
+def wait_mail_status(client: TestClient, flow_id: str, status: str) -> dict[str, Any]:
+    """Wait (bounded) until the background sender has recorded `status` on the flow."""
+    deadline = time.monotonic() + 10
+    while (view := flow_view(client, flow_id))["mail_status"] != status:
+        assert time.monotonic() < deadline, f"mail_status stayed {view['mail_status']!r}"
+        time.sleep(0.01)
+    return view
+
+
+def wait_queue_empty(client: TestClient) -> None:
+    """Wait (bounded) until the mailer has finished every accepted mail."""
+    deadline = time.monotonic() + 10
+    while client.app.state.mailer.depth:  # type: ignore[attr-defined]
+        assert time.monotonic() < deadline, "mail queue did not empty"
+        time.sleep(0.01)
+
+
+def verify_code(client: TestClient, flow_id: str, code: str) -> Any:
+    """POST /api/verify."""
+    return client.post("/api/verify", json={"flow_id": flow_id, "code": code})
+
+
+def assert_signed_in(client: TestClient, email: str) -> None:
+    """The session cookie now identifies `email`."""
+    response = client.get("/api/session")
+    assert response.status_code == 200, response.text
+    assert response.json()["user"]["email"] == email
+
+
+# --- delivery and sign-in ---------------------------------------------------------------------
+
+
+def test_code_from_a_real_mail_over_plain_smtp_signs_in(make_settings: MakeSettings) -> None:
+    with SmtpSink() as sink, running(smtp_settings(make_settings, sink.port)) as client:
+        flow_id = start(client, ADA)["flow_id"]
+        message = sink.wait_for(ADA)
+        response = verify_code(client, flow_id, mail_code(message))
+        assert response.status_code == 200, response.text
+        assert_signed_in(client, ADA)
+        assert flow_view(client, flow_id)["mail_status"] == "sent"
+    delivery = sink.deliveries[0]
+    assert delivery.rcpt_tos == (ADA,)
+    assert delivery.mail_from == "login@localhost"
+
+
+def test_link_from_a_real_mail_over_starttls_with_auth_signs_in(
+    make_settings: MakeSettings,
+) -> None:
+    with SmtpSink(auth=("latch", "s3cret"), require_starttls=True) as sink:
+        settings = smtp_settings(
+            make_settings,
+            sink.port,
+            SMTP_TLS="starttls",
+            SMTP_CA_FILE=str(sink.ca_path),
+            SMTP_USERNAME="latch",
+            SMTP_PASSWORD="s3cret",
+        )
+        with running(settings) as client:
+            start(client, ADA)
+            message = sink.wait_for(ADA)
+            response = client.post("/api/link", json={"token": mail_token(message)})
+            assert response.status_code == 200, response.text
+            assert_signed_in(client, ADA)
+
+
+def test_code_from_a_real_mail_over_implicit_tls_signs_in(make_settings: MakeSettings) -> None:
+    with SmtpSink(implicit_tls=True) as sink:
+        settings = smtp_settings(
+            make_settings, sink.port, SMTP_TLS="tls", SMTP_CA_FILE=str(sink.ca_path)
+        )
+        with running(settings) as client:
+            flow_id = start(client, ADA)["flow_id"]
+            response = verify_code(client, flow_id, mail_code(sink.wait_for(ADA)))
+            assert response.status_code == 200, response.text
+            assert_signed_in(client, ADA)
+
+
+def test_delivered_mail_has_both_parts_and_the_required_headers(
+    make_settings: MakeSettings,
+) -> None:
+    with SmtpSink() as sink, running(smtp_settings(make_settings, sink.port)) as client:
+        start(client, ADA)
+        message = sink.wait_for(ADA)
+    assert message.get_content_type() == "multipart/alternative"
+    code, token = mail_code(message), mail_token(message)
+    assert code in html_part(message) and token in html_part(message)
+    assert message["Message-ID"] and message["Date"]
+    assert message["Auto-Submitted"] == "auto-generated"
+    assert code not in str(message["Subject"])  # subjects show on lock screens
+
+
+def test_email_templates_dir_override_is_used_for_real_mail(
+    make_settings: MakeSettings, tmp_path: Path
+) -> None:
+    templates = tmp_path / "mail"
+    templates.mkdir()
+    (templates / "subject.txt").write_text("Your Acme access\n")
+    (templates / "body.txt").write_text("ACME TEXT\n\n{{ code_display }}\n\n{{ link }}\n")
+    (templates / "body.html").write_text("<p>ACME HTML {{ code }}</p><a href='{{ link }}'>go</a>\n")
+    with SmtpSink() as sink:
+        settings = smtp_settings(make_settings, sink.port, EMAIL_TEMPLATES_DIR=str(templates))
+        with running(settings) as client:
+            flow_id = start(client, ADA)["flow_id"]
+            message = sink.wait_for(ADA)
+            assert message["Subject"] == "Your Acme access"
+            assert text_part(message).startswith("ACME TEXT")
+            assert html_part(message).startswith("<p>ACME HTML ")
+            assert verify_code(client, flow_id, mail_code(message)).status_code == 200
+
+
+# --- transient failures are retried, permanent ones are not --------------------------------
+
+
+def test_refused_smtp_is_retried_then_the_flow_dies_and_says_so(
+    make_settings: MakeSettings,
+) -> None:
+    settings = smtp_settings(make_settings, refused_port(), MAIL_RETRY_DELAYS="0.1,0.2")
+    tap = TappedSmtp(settings)
+    with running(settings, tap) as client:
+        flow_id = start(client, ADA)["flow_id"]  # answers at once: 202, SMTP is not awaited
+        view = wait_mail_status(client, flow_id, "failed")
+        assert view["state"] == "mail_failed"
+        assert len(tap.attempts) == 3  # the first try and one per MAIL_RETRY_DELAYS entry
+        code, token = mail_code(tap.attempts[0]), mail_token(tap.attempts[0])
+        # Even the right code is refused: the flow ended when its mail finally failed.
+        response = verify_code(client, flow_id, code)
+        assert response.status_code == 410
+        assert "could not deliver" in response.json()["error"]["message"]
+        response = client.post("/api/link", json={"token": token})
+        assert response.status_code == 410
+        assert "could not deliver" in response.json()["error"]["message"]
+        assert client.get("/api/session").status_code == 401
+
+
+def test_temporary_rejections_are_retried_until_delivered(make_settings: MakeSettings) -> None:
+    with SmtpSink(data_reply="451 4.3.0 try again later", failures=2) as sink:
+        settings = smtp_settings(make_settings, sink.port, MAIL_RETRY_DELAYS="0.05,0.1,0.2")
+        with running(settings) as client:
+            flow_id = start(client, ADA)["flow_id"]
+            message = sink.wait_for(ADA)
+            assert sink.rejections == 2
+            wait_mail_status(client, flow_id, "sent")
+            assert verify_code(client, flow_id, mail_code(message)).status_code == 200
+
+
+def test_greylisted_recipient_is_retried_until_delivered(make_settings: MakeSettings) -> None:
+    with SmtpSink(rcpt_reply="450 4.2.0 greylisted, come back later", failures=1) as sink:
+        settings = smtp_settings(make_settings, sink.port, MAIL_RETRY_DELAYS="0.05")
+        with running(settings) as client:
+            flow_id = start(client, ADA)["flow_id"]
+            message = sink.wait_for(ADA)
+            wait_mail_status(client, flow_id, "sent")
+            assert verify_code(client, flow_id, mail_code(message)).status_code == 200
+    assert sink.rejections == 1
+
+
+def test_permanent_rejection_is_not_retried(make_settings: MakeSettings) -> None:
+    with SmtpSink(data_reply="550 5.7.1 message refused") as sink:
+        settings = smtp_settings(make_settings, sink.port, MAIL_RETRY_DELAYS="0.05,0.05,0.05")
+        with running(settings) as client:
+            flow_id = start(client, ADA)["flow_id"]
+            assert wait_mail_status(client, flow_id, "failed")["state"] == "mail_failed"
+            wait_queue_empty(client)  # no retry is waiting either
+            response = verify_code(client, flow_id, "123456")
+            assert response.status_code == 410
+            assert "could not deliver" in response.json()["error"]["message"]
+    assert sink.rejections == 1
+    assert sink.messages == []
+
+
+def test_starttls_required_but_not_offered_fails_the_flow_and_sends_nothing(
+    make_settings: MakeSettings,
+) -> None:
+    with SmtpSink(starttls=False) as sink:
+        settings = smtp_settings(make_settings, sink.port, SMTP_TLS="starttls")
+        with running(settings) as client:
+            flow_id = start(client, ADA)["flow_id"]
+            assert wait_mail_status(client, flow_id, "failed")["state"] == "mail_failed"
+    assert sink.messages == []
+
+
+# --- a slow or silent SMTP server never slows the request -----------------------------------
+
+
+def test_start_answers_fast_while_smtp_hangs(make_settings: MakeSettings) -> None:
+    with HangingSmtpServer() as server:
+        settings = smtp_settings(
+            make_settings,
+            server.port,
+            SMTP_TIMEOUT="5",
+            MAIL_RETRY_DELAYS="0.1",
+            SHUTDOWN_GRACE="0.2",
+        )
+        with running(settings) as client:
+            for i in range(5):
+                began = time.perf_counter()
+                response = client.post("/api/start", json={"email": f"user{i}@example.com"})
+                elapsed = time.perf_counter() - began
+                assert response.status_code == 202, response.text
+                # The issue states this bound: start never waits for SMTP.
+                assert elapsed < 0.2, f"start #{i} took {elapsed:.3f}s while SMTP hung"
+            assert server.connections >= 1  # the senders really are stuck on the server
+
+
+def test_full_mail_queue_answers_503_with_retry_after(make_settings: MakeSettings) -> None:
+    with HangingSmtpServer() as server:
+        settings = smtp_settings(
+            make_settings,
+            server.port,
+            MAIL_QUEUE_SIZE="1",
+            SMTP_TIMEOUT="0.5",
+            MAIL_RETRY_DELAYS="0.05",
+            SHUTDOWN_GRACE="0.2",
+        )
+        with running(settings) as client:
+            first = start(client, ADA)["flow_id"]
+            response = client.post("/api/start", json={"email": "bob@example.com"})
+            assert response.status_code == 503
+            assert int(response.headers["retry-after"]) >= 1
+            assert response.json()["error"]["code"] == "unavailable"
+            assert client.get("/readyz").status_code == 503
+            # Once the stuck mail has timed out (and failed), the queue takes mail again.
+            wait_mail_status(client, first, "failed")
+            wait_queue_empty(client)
+            assert server.connections == 2  # ada's mail: the first try and one retry
+            start(client, "bob@example.com")
