@@ -3,6 +3,7 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: install run test lint fmt typecheck bench soak clean
 
@@ -33,6 +34,7 @@ soak: install
 	LATCH_SOAK_SIGNINS=$${LATCH_SOAK_SIGNINS:-5000} LATCH_SOAK_CONCURRENCY=$${LATCH_SOAK_CONCURRENCY:-100} $(BIN)/python -m pytest -q -m soak
 
 bench: install
+	command -v wrk >/dev/null 2>&1 || { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq wrk; }
 	$(BIN)/python -m bench
 
 clean:

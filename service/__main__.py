@@ -70,17 +70,23 @@ def _environment() -> dict[str, str]:
     return {**read_env_file(Path(".env")), **os.environ}
 
 
-def _run_db(settings: Settings, work: Callable[[db.Database], Awaitable[Any]]) -> Any:
+def _run_db(settings: Settings, work: Callable[[db.Database, list[int]], Awaitable[Any]]) -> Any:
+    """Connect, apply migrations, then run `work(database, versions_applied)`."""
+
     async def main() -> Any:
         database = db.open_database(settings.resolved_database_url)
         await database.connect()
         try:
-            await database.run(db.migrate(int(time.time())))
-            return await work(database)
+            applied = await database.run(db.migrate(int(time.time())))
+            return await work(database, applied)
         finally:
             await database.disconnect()
 
     return asyncio.run(main())
+
+
+async def _applied(database: db.Database, applied: list[int]) -> list[int]:
+    return applied
 
 
 def serve(settings: Settings, host: str, port: int) -> None:
@@ -105,7 +111,8 @@ def serve(settings: Settings, host: str, port: int) -> None:
 def _users_add(settings: Settings, email: str) -> int:
     address, key = parse_email(email, settings.allowed_email_domains)
     user, created = _run_db(
-        settings, lambda d: d.run(store.add_user(crypto.new_id(), address, key, int(time.time())))
+        settings,
+        lambda d, _: d.run(store.add_user(crypto.new_id(), address, key, int(time.time()))),
     )
     print(f"{'created' if created else 'exists '} {user['id']} {user['email']}")
     return 0
@@ -114,7 +121,7 @@ def _users_add(settings: Settings, email: str) -> int:
 def _sessions_revoke(settings: Settings, email: str) -> int:
     _, key = parse_email(email)
 
-    async def work(database: db.Database) -> int:
+    async def work(database: db.Database, _: list[int]) -> int:
         user = await database.run(store.find_user(key), write=False)
         if user is None:
             print("no such user", file=sys.stderr)
@@ -192,10 +199,11 @@ def main(argv: list[str] | None = None) -> int:
         if command == "serve":
             serve(settings, args.host, args.port)
         elif command == "migrate":
-            applied = _run_db(settings, lambda d: asyncio.sleep(0))
-            print(f"database is at the latest schema {applied or ''}".strip())
+            applied = _run_db(settings, _applied)
+            done = f"applied {applied}" if applied else "nothing to apply"
+            print(f"migrations: {done}; the database is at the latest schema")
         elif command == "purge":
-            counts = _run_db(settings, lambda d: d.run(store.purge(int(time.time()), 86400)))
+            counts = _run_db(settings, lambda d, _: d.run(store.purge(int(time.time()), 86400)))
             print(counts)
         elif command == "users":
             return _users_add(settings, args.email)

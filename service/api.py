@@ -293,8 +293,10 @@ async def configuration(request: Request) -> Response:
 
 async def jwks(request: Request) -> Response:
     """GET /.well-known/jwks.json: the published public keys (cacheable)."""
-    return JSONResponse(
-        request.app.state.keyring.jwks(), headers={"Cache-Control": "public, max-age=300"}
+    return Response(
+        request.app.state.keyring.jwks_json(),
+        media_type="application/json",
+        headers={"Cache-Control": "public, max-age=300"},
     )
 
 

@@ -11,6 +11,7 @@ import hashlib
 import time
 from pathlib import Path
 
+import anyio
 from starlette.requests import Request
 from starlette.responses import FileResponse, PlainTextResponse, Response
 from starlette.routing import BaseRoute, Route
@@ -81,7 +82,7 @@ async def logo(request: Request) -> Response:
     if not settings.logo_file:
         raise NotFoundError()
     path = Path(settings.logo_file)
-    if not path.is_file():  # removed since start-up: a 404, not a 500
+    if not await anyio.Path(path).is_file():  # removed since start-up: a 404, not a 500
         raise NotFoundError()
     return FileResponse(
         path,

@@ -214,6 +214,8 @@ class Login:
             raise
         if outcome.state != "ok" or outcome.flow is None:
             self.mailer.release()
+            if outcome.state == "rate_limited":
+                log.info("limit.hit what=resend flow=%s", flow_id[:8])
             raise refusal(outcome)
         row = outcome.flow
         self._queue_mail(
@@ -310,6 +312,8 @@ class Login:
     def _finish(self, outcome: store.Outcome, refresh: str, how: str) -> Authenticated:
         if outcome.state != "ok" or outcome.sign_in is None:
             log.info("login.failed how=%s reason=%s", how, outcome.state)
+            if outcome.state == "codes_locked":
+                log.info("limit.hit what=codes")
             raise refusal(outcome)
         s = outcome.sign_in
         log.info("login.succeeded how=%s user=%s session=%s", how, s.user_id[:8], s.session_id[:8])

@@ -31,6 +31,7 @@ EVENTS = (
     "mail.skip",
     "session.refreshed",
     "session.revoked",
+    "refresh.refused",
     "limit.hit",
 )
 

@@ -80,11 +80,11 @@ async def refresh(login: Login, token: str | None) -> Authenticated:
     if outcome.state not in ("rotated", "grace"):
         sid = outcome.session_id[:8]
         if outcome.state == "theft":
-            log.warning("refresh.reuse session=%s revoked (an old refresh token came back)", sid)
+            log.warning("session.revoked reason=refresh-reuse session=%s", sid)
             raise RefreshRefusedError(revoked=outcome.session_id)
         log.info("refresh.refused reason=%s session=%s", outcome.state, sid)
         raise RefreshRefusedError()
-    log.info("refresh.%s session=%s", outcome.state, outcome.session_id[:8])
+    log.info("session.refreshed how=%s session=%s", outcome.state, outcome.session_id[:8])
     return Authenticated(
         user_id=outcome.user_id,
         email=outcome.email,

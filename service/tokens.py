@@ -169,6 +169,7 @@ class Keyring:
         self._stamp: bytes | None = None
         self.current: SigningKey
         self.keys: dict[str, SigningKey] = {}
+        self._jwks_cache: tuple[dict[str, SigningKey], bytes] | None = None
         self.reload()
 
     def reload(self) -> bool:
@@ -198,6 +199,12 @@ class Keyring:
         self.keys, self.current, self._stamp = keys, current[0], stamp
         log.info("signing keys loaded: current %s, %d published", current[0].kid, len(keys))
         return True
+
+    def jwks_json(self) -> bytes:
+        """The JWKS as JSON bytes, built once per key set (the endpoint is hot)."""
+        if self._jwks_cache is None or self._jwks_cache[0] is not self.keys:
+            self._jwks_cache = (self.keys, json.dumps(self.jwks()).encode())
+        return self._jwks_cache[1]
 
     def jwks(self) -> dict[str, Any]:
         """The public keys: next, current and retired ones (none for HS256)."""

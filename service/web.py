@@ -23,7 +23,7 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import Message, Receive, Scope, Send
 
-from service import csrf
+from service import brand, csrf
 from service.api import current_identity
 from service.cookies import (
     clear_flow_cookie,
@@ -37,6 +37,7 @@ from service.errors import (
     FlowDeadError,
     FlowExpiredError,
     FlowUsedError,
+    InvalidCodeError,
     InvalidLinkError,
     ServiceError,
     UnauthenticatedError,
@@ -54,13 +55,26 @@ ACCOUNT_REFRESH = "/refresh?next=/account"
 # A flow that can no longer take a code, and what the code page says about it.
 ENDED = {"used": FlowUsedError, "expired": FlowExpiredError, "dead": FlowDeadError}
 HEADINGS = {
-    ErrorCode.INVALID_LINK: "Invalid link",
-    ErrorCode.FLOW_EXPIRED: "This has expired",
-    ErrorCode.FLOW_USED: "Already used",
+    ErrorCode.INVALID_LINK: "This link does not work",
+    ErrorCode.FLOW_EXPIRED: "This sign-in has expired",
+    ErrorCode.FLOW_USED: "This has already been used",
     ErrorCode.FLOW_DEAD: "Too many wrong codes",
     ErrorCode.CSRF: "Please try again",
     ErrorCode.NOT_FOUND: "Page not found",
     ErrorCode.RATE_LIMITED: "Please wait",
+}
+# What a person can do about it, under the message of the error page.
+DETAILS = {
+    ErrorCode.INVALID_LINK: "Links can break when they are copied or wrapped by a mail program. "
+    "Start again to get a fresh code and link: it takes a few seconds.",
+    ErrorCode.FLOW_EXPIRED: "For your safety, codes and links work for {minutes} minutes and "
+    "only once. Start again to get a new one.",
+    ErrorCode.FLOW_USED: "Each code and link works only once. If you just used it, you are "
+    "signed in on that device. Otherwise, start again.",
+    ErrorCode.FLOW_DEAD: "To protect your account, this sign-in stopped after too many wrong "
+    "codes. Start again to get a new code.",
+    ErrorCode.CSRF: "The page was open for a long time, or the form came from another site.",
+    ErrorCode.NOT_FOUND: "There is nothing at this address.",
 }
 
 
@@ -99,7 +113,12 @@ def render(
     context.setdefault("error", None)
     context.setdefault("notice", None)
     html = _env.get_template(template).render(
-        app_name=settings.app_name, csrf=token.field if token else "", **context
+        app_name=settings.app_name,
+        brand=brand.brand_version(settings),
+        has_logo=bool(settings.logo_file),
+        allow_signup=settings.allow_signup,
+        csrf=token.field if token else "",
+        **context,
     )
     response = HTMLResponse(html, status_code=status, headers=headers)
     if token is not None and token.fresh:
@@ -110,6 +129,8 @@ def render(
 def error_page(request: Request, error: ServiceError) -> Response:
     """An error in the format of an HTML endpoint."""
     try:
+        settings: Settings = request.app.state.settings
+        detail = DETAILS.get(error.code, "")
         return render(
             request,
             "error.html",
@@ -118,6 +139,8 @@ def error_page(request: Request, error: ServiceError) -> Response:
             forms=False,
             heading=HEADINGS.get(error.code, "Something went wrong"),
             error=error.message,
+            detail=detail.format(minutes=max(1, settings.code_ttl // 60)),
+            found=error.code != ErrorCode.NOT_FOUND,
         )
     except Exception as e:  # a broken template must not turn an error page into a bare 500
         log.error("error page not rendered: %s", type(e).__name__)
@@ -208,13 +231,16 @@ async def code_view(
     ended = ENDED.get(view["state"])
     if error is None and ended is not None:
         error = ended()
+    message = error.message if error else None
+    if isinstance(error, InvalidCodeError) and ended is not None:
+        message = ended.message  # "0 tries left" says less than why the sign-in ended
     left = view["expires_at"] - int(request.app.state.clock())
     return render(
         request,
         "code.html",
         status=error.status if error else 200,
         headers=error.headers if error else None,
-        error=error.message if error else None,
+        error=message,
         notice=notice,
         view=view,
         ended=ended is not None,
@@ -391,6 +417,7 @@ class CachedStatic:
 
 
 routes: list[BaseRoute] = [
+    *brand.routes,
     Route("/", home, methods=["GET"]),
     Route("/login", login_page, methods=["GET"]),
     Route("/login", login_submit, methods=["POST"]),

@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
@@ -289,11 +290,11 @@ def test_background_purge_runs_every_purge_interval(
 
 def _wait_until(condition: Callable[[], bool], timeout: float = 5.0) -> bool:
     """Poll a condition (a background task's effect) for at most `timeout` seconds."""
-    done = threading.Event()
-    for _ in range(int(timeout * 10)):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
         if condition():
             return True
-        done.wait(0.1)
+        time.sleep(0.1)
     return condition()
 
 
