@@ -3,26 +3,19 @@
 A store use case is a generator that yields statements and receives their rows, then returns
 its result. Each backend runs a whole use case as one transaction:
 
-- SQLite: one long-lived `sqlite3` connection on one dedicated thread, and the *whole* use case
-  runs there in a single thread hop (DESIGN §7: ~0.06-0.15 ms for a 3-statement transaction,
-  against ~0.35 ms per statement through aiosqlite). Writes start with `BEGIN IMMEDIATE`, so a
-  reader never has to turn writer mid-transaction (the SQLITE_BUSY that busy_timeout cannot wait
-  out). `databases`' SQLite backend is not used: it opens a connection per task and loses pragmas.
+- SQLite (service/sqlite.py): one connection on one dedicated thread; a whole use case runs
+  there in a single hop, and use cases waiting together share one commit.
 - PostgreSQL: `databases` + asyncpg, one pooled connection and transaction per use case, each
   statement awaited in turn; `Lock` becomes a transaction-level advisory lock.
 """
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import logging
 import re
-import sqlite3
 from collections.abc import Generator, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
 from service.errors import UnavailableError
@@ -72,13 +65,15 @@ def open_database(url: str) -> Database:
     if not sep:
         raise ValueError("DATABASE_URL must look like sqlite:///path or postgresql://…")
     if scheme in ("sqlite", "sqlite+aiosqlite"):
+        from service.sqlite import SQLiteDatabase
+
         return SQLiteDatabase(rest[1:] if rest.startswith("/") else rest)
     if scheme in ("postgresql", "postgresql+asyncpg", "postgres"):
         return PostgresDatabase("postgresql+asyncpg://" + rest)
     raise ValueError(f"unsupported database scheme {scheme!r}")
 
 
-def _drive(use_case: UseCase[T], execute: Any) -> T:
+def drive(use_case: UseCase[T], execute: Any) -> T:
     """Run a use case synchronously, feeding each step's rows back in."""
     try:
         step = next(use_case)
@@ -86,81 +81,6 @@ def _drive(use_case: UseCase[T], execute: Any) -> T:
             step = use_case.send(execute(step))
     except StopIteration as stop:
         return stop.value  # type: ignore[no-any-return]
-
-
-class SQLiteDatabase:
-    """One connection, one thread, one hop per use case."""
-
-    dialect = "sqlite"
-
-    def __init__(self, path: str, *, busy_timeout_ms: int = 5000) -> None:
-        self.path = path
-        self.busy_timeout_ms = busy_timeout_ms
-        self._executor: ThreadPoolExecutor | None = None
-        self._conn: sqlite3.Connection | None = None
-
-    async def connect(self) -> None:
-        """Open the file (creating its folder) on the dedicated thread."""
-        if self._executor is not None:
-            return
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="latch-sqlite")
-        loop = asyncio.get_running_loop()
-        await loop.run_in_executor(self._executor, self._open)
-
-    def _open(self) -> None:
-        if self.path != ":memory:":
-            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-        conn.row_factory = sqlite3.Row
-        conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout_ms)}")
-        conn.execute("PRAGMA journal_mode = WAL")
-        # NORMAL in WAL mode: a power cut may lose the last commits, never corrupts the file.
-        conn.execute("PRAGMA synchronous = NORMAL")
-        conn.execute("PRAGMA foreign_keys = ON")
-        self._conn = conn
-
-    async def disconnect(self) -> None:
-        """Close the connection and stop the thread."""
-        if self._executor is None:
-            return
-        executor, self._executor = self._executor, None
-        conn, self._conn = self._conn, None
-        if conn is not None:
-            await asyncio.get_running_loop().run_in_executor(executor, conn.close)
-        executor.shutdown(wait=True)
-
-    async def run(self, use_case: UseCase[T], *, write: bool = True) -> T:
-        """Run the use case as one transaction on the database thread."""
-        if self._executor is None:
-            raise UnavailableError(message="The database is not connected.")
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, self._run_sync, use_case, write)
-
-    def _run_sync(self, use_case: UseCase[T], write: bool) -> T:
-        conn = self._conn
-        if conn is None:
-            raise UnavailableError(message="The database is not connected.")
-
-        def execute(step: Step) -> Rows:
-            if isinstance(step, Lock):
-                return []
-            return [dict(row) for row in conn.execute(step.sql, step.params).fetchall()]
-
-        try:
-            conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
-            try:
-                result = _drive(use_case, execute)
-            except BaseException:
-                conn.rollback()
-                raise
-            conn.commit()
-            return result
-        except sqlite3.OperationalError as e:
-            # Locked beyond busy_timeout, disk full, file gone: the caller gets a 503, not a 500.
-            log.warning("sqlite unavailable: %s", e)
-            raise UnavailableError(retry_after=2) from e
-        finally:
-            use_case.close()
 
 
 def _pg_unavailable(asyncpg: Any) -> tuple[type[BaseException], ...]:

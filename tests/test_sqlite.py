@@ -1,0 +1,67 @@
+"""The SQLite backend's group commit: batched use cases stay isolated from each other."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+import pytest
+
+from service.db import Q, UseCase
+from service.errors import UnavailableError
+from service.sqlite import SQLiteDatabase
+
+
+def _create() -> UseCase[None]:
+    yield Q("CREATE TABLE t (n INTEGER PRIMARY KEY)")
+
+
+def _slow_insert(n: int) -> UseCase[int]:
+    time.sleep(0.2)  # holds the database thread so that the others queue up into one batch
+    yield Q("INSERT INTO t (n) VALUES (:n)", {"n": n})
+    return n
+
+
+def _insert(n: int, fail: bool = False) -> UseCase[int]:
+    yield Q("INSERT INTO t (n) VALUES (:n)", {"n": n})
+    if fail:
+        raise ValueError("this use case fails after writing")
+    return n
+
+
+def _all() -> UseCase[list[int]]:
+    rows = yield Q("SELECT n FROM t ORDER BY n")
+    return [row["n"] for row in rows]
+
+
+async def _scenario(path: Path) -> tuple[list[object], list[int]]:
+    db = SQLiteDatabase(str(path))
+    await db.connect()
+    try:
+        await db.run(_create())
+        slow = asyncio.ensure_future(db.run(_slow_insert(0)))
+        await asyncio.sleep(0.05)
+        results: list[object] = await asyncio.gather(
+            *(db.run(_insert(n, fail=n == 5)) for n in range(1, 10)), return_exceptions=True
+        )
+        await slow
+        return results, await db.run(_all(), write=False)
+    finally:
+        await db.disconnect()
+
+
+def test_a_failing_use_case_in_a_batch_rolls_back_only_its_own_work(tmp_path: Path) -> None:
+    results, stored = asyncio.run(_scenario(tmp_path / "t.db"))
+    assert isinstance(results[4], ValueError)
+    assert [r for i, r in enumerate(results) if i != 4] == [1, 2, 3, 4, 6, 7, 8, 9]
+    assert stored == [0, 1, 2, 3, 4, 6, 7, 8, 9]
+
+
+def test_a_closed_database_answers_unavailable(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        db = SQLiteDatabase(str(tmp_path / "t.db"))
+        with pytest.raises(UnavailableError):
+            await db.run(_all(), write=False)
+
+    asyncio.run(scenario())
