@@ -1,9 +1,12 @@
 # Latch: passwordless login service.
 #   docker build -t latch .
-#   docker run -p 8000:8000 -v latch-data:/data --stop-timeout 30 \
-#     -e PUBLIC_URL=https://login.example.com -e SECRET_KEY=... -e SMTP_HOST=... latch
-# --stop-timeout: on SIGTERM Latch drains its mail queue for up to SHUTDOWN_GRACE (20 s), longer
-# than Docker's default 10 s before SIGKILL (compose: stop_grace_period: 30s).
+#   docker run --rm -v latch-data:/data latch python -m service keys generate   # once
+#   docker run -p 8000:8000 -v latch-data:/data --stop-timeout 35 \
+#     -e PUBLIC_URL=https://login.example.com -e SECRET_KEY=... -e SMTP_HOST=... \
+#     -e MAIL_FROM="Example Login <login@example.com>" latch
+# --stop-timeout: on SIGTERM Latch finishes requests in flight (up to 10 s), then drains its mail
+# queue for up to SHUTDOWN_GRACE (20 s): longer than Docker's default 10 s before SIGKILL
+# (compose: stop_grace_period: 35s).
 FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
@@ -21,8 +24,9 @@ WORKDIR /app
 # the code it runs.
 COPY pyproject.toml ./
 COPY service/ ./service/
+# The source copy is removed after the install, so `python -m service` runs the installed package.
 RUN pip install --no-cache-dir . \
-    && rm -rf build ./*.egg-info
+    && rm -rf build ./*.egg-info ./service ./pyproject.toml
 
 # Read from the working directory (/app/email_templates) unless EMAIL_TEMPLATES_DIR says otherwise.
 COPY email_templates/ ./email_templates/

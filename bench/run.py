@@ -85,8 +85,10 @@ def main(argv: list[str] | None = None) -> int:
     if not opts.no_write:
         report.write(report.section(rows, bare_rps, notes) + "\n".join(extra) + "\n")
         print(f"\nwritten to {report.RESULTS}")
-    misses = [r for r in rows if r.target and not report.verdict(r, bare_rps).startswith("meets")]
-    return 1 if misses or any("NOT" in note for note in notes) else 0
+    # A missed speed target is reported, not a failure (the numbers depend on the machine);
+    # wrong answers or undelivered mail are failures.
+    errors = [r for r in rows if r.result.errors]
+    return 1 if errors or any("NOT" in note for note in notes) else 0
 
 
 def run_loads(

@@ -104,7 +104,9 @@ def serve(settings: Settings, host: str, port: int) -> None:
         proxy_headers=False,
         server_header=False,
         log_config=None,
-        timeout_graceful_shutdown=int(settings.shutdown_grace) + 5,
+        # Requests in flight get 10 s to finish; then the lifespan drains the mail queue for
+        # up to SHUTDOWN_GRACE (see the Dockerfile's --stop-timeout).
+        timeout_graceful_shutdown=10,
     )
 
 
@@ -214,6 +216,9 @@ def main(argv: list[str] | None = None) -> int:
     except ServiceError as e:
         print(e.message, file=sys.stderr)
         return 1
+    except ConfigError as e:  # raised by create_app too (e.g. unusable EMAIL_TEMPLATES_DIR)
+        print(str(e), file=sys.stderr)
+        return 2
     return 0
 
 

@@ -11,6 +11,7 @@ import asyncio
 import logging
 import ssl
 import sys
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from email.headerregistry import Address
@@ -26,7 +27,7 @@ import jinja2
 from service import store
 from service.db import Database
 from service.display import describe_device, mask_email
-from service.errors import UnavailableError
+from service.errors import ConfigError, UnavailableError
 from service.settings import Settings
 
 log = logging.getLogger("latch.mail")
@@ -76,30 +77,69 @@ class ConsoleTransport:
 
 class SmtpTransport:
     """SMTP through aiosmtplib. `starttls` REQUIRES the upgrade (start_tls=True), so a server
-    or attacker that does not offer STARTTLS gets an error, not the code in clear text."""
+    or attacker that does not offer STARTTLS gets an error, not the code in clear text.
+
+    Connections are kept open between mails (at most one per sender task, closed after
+    IDLE_SECONDS unused): a new connection costs a TCP and TLS handshake, EHLO, STARTTLS and
+    AUTH, several times the cost of the mail itself during a sign-in storm.
+    """
+
+    IDLE_SECONDS = 15.0
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self._tls_context: ssl.SSLContext | None = None
         if settings.smtp_tls != "none":
             self._tls_context = ssl.create_default_context(cafile=settings.smtp_ca_file or None)
+        self._idle: list[tuple[aiosmtplib.SMTP, float]] = []
+
+    def _new_client(self) -> aiosmtplib.SMTP:
+        s = self.settings
+        return aiosmtplib.SMTP(
+            hostname=s.smtp_host,
+            port=s.smtp_port or {"tls": 465, "starttls": 587, "none": 25}[s.smtp_tls],
+            username=s.smtp_username or None,
+            password=s.smtp_password or None,
+            use_tls=s.smtp_tls == "tls",
+            start_tls=s.smtp_tls == "starttls",
+            tls_context=self._tls_context,
+            timeout=s.smtp_timeout,
+        )
+
+    async def _connected(self) -> tuple[aiosmtplib.SMTP, bool]:
+        """A connected client: a kept one if still fresh (True), else a new one (False)."""
+        while self._idle:
+            client, since = self._idle.pop()
+            if client.is_connected and time.monotonic() - since < self.IDLE_SECONDS:
+                return client, True
+            await _close_quietly(client)
+        client = self._new_client()
+        await client.connect()  # with start_tls=True this fails unless STARTTLS succeeds
+        return client, False
+
+    async def _send_once(self, message: EmailMessage) -> None:
+        client, reused = await self._connected()
+        try:
+            try:
+                await client.send_message(message)
+            except (aiosmtplib.SMTPServerDisconnected, ConnectionError) as e:
+                if not reused:
+                    raise
+                # The server closed a kept connection while it sat idle: one fresh try.
+                log.debug("kept SMTP connection was closed (%s); reconnecting", type(e).__name__)
+                await _close_quietly(client)
+                client = self._new_client()
+                await client.connect()
+                await client.send_message(message)
+        except BaseException:
+            await _close_quietly(client)
+            raise
+        self._idle.append((client, time.monotonic()))
 
     async def send(self, message: EmailMessage) -> None:
         """Send one message, classifying failures as transient or permanent."""
-        s = self.settings
-        port = s.smtp_port or {"tls": 465, "starttls": 587, "none": 25}[s.smtp_tls]
         try:
-            await aiosmtplib.send(
-                message,
-                hostname=s.smtp_host,
-                port=port,
-                username=s.smtp_username or None,
-                password=s.smtp_password or None,
-                use_tls=s.smtp_tls == "tls",
-                start_tls=s.smtp_tls == "starttls",
-                tls_context=self._tls_context,
-                timeout=s.smtp_timeout,
-            )
+            await self._send_once(message)
         except aiosmtplib.SMTPResponseException as e:
             if 400 <= e.code < 500:
                 raise TransientMailError(f"{e.code} {e.message}") from e
@@ -128,6 +168,22 @@ class SmtpTransport:
         except aiosmtplib.SMTPException as e:
             raise PermanentMailError(str(e)) from e
 
+    async def aclose(self) -> None:
+        """Say QUIT on every kept connection (shutdown)."""
+        idle, self._idle = self._idle, []
+        for client, _ in idle:
+            await _close_quietly(client)
+
+
+async def _close_quietly(client: aiosmtplib.SMTP) -> None:
+    """QUIT if possible, else drop the connection; never raise."""
+    try:
+        if client.is_connected:
+            await asyncio.wait_for(client.quit(), 2)
+    except Exception:  # noqa: S110 (a broken connection is closed below all the same)
+        pass
+    client.close()
+
 
 def _untrusted_certificate(error: BaseException) -> bool:
     """True when the failure (or what caused it) is a failed certificate verification."""
@@ -147,8 +203,20 @@ class Renderer:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         loader = jinja2.FileSystemLoader(str(settings.email_templates_dir))
-        self._html = jinja2.Environment(loader=loader, autoescape=True)
-        self._text = jinja2.Environment(loader=loader, autoescape=False)  # noqa: S701
+        html = jinja2.Environment(loader=loader, autoescape=True)
+        text = jinja2.Environment(loader=loader, autoescape=False)  # noqa: S701
+        # Compiled once, here: compiling takes tens of milliseconds, which would otherwise
+        # stall the event loop (and every request on it) at the first mail; and a missing or
+        # malformed template stops start-up instead of failing each sign-in.
+        try:
+            self._subject = text.get_template("subject.txt")
+            self._body_text = text.get_template("body.txt")
+            self._body_html = html.get_template("body.html")
+        except jinja2.TemplateError as e:
+            raise ConfigError(
+                f"EMAIL_TEMPLATES_DIR ({settings.email_templates_dir}) must hold valid "
+                f"subject.txt, body.txt and body.html templates: {type(e).__name__}: {e}"
+            ) from e
         # MAIL_FROM is refused at start-up if it holds a line break (settings.validate); the
         # default sender is built as an Address, so APP_NAME is quoted and kept on one line.
         self.sender = settings.mail_from or str(
@@ -172,7 +240,7 @@ class Renderer:
             "request_device": describe_device(job.user_agent),
         }
         # Whatever a template or APP_NAME holds, the subject is one line: no header injection.
-        subject = _one_line(self._text.get_template("subject.txt").render(context))
+        subject = _one_line(self._subject.render(context))
         msg = EmailMessage()
         msg["Subject"] = subject
         msg["From"] = self.sender
@@ -180,8 +248,8 @@ class Renderer:
         msg["Date"] = formatdate(usegmt=True)
         msg["Message-ID"] = make_msgid(domain=_mail_domain(s))
         msg["Auto-Submitted"] = "auto-generated"
-        msg.set_content(self._text.get_template("body.txt").render(context))
-        msg.add_alternative(self._html.get_template("body.html").render(context), subtype="html")
+        msg.set_content(self._body_text.render(context))
+        msg.add_alternative(self._body_html.render(context), subtype="html")
         return msg
 
 
@@ -260,6 +328,9 @@ class Mailer:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks.clear()
+        close = getattr(self.transport, "aclose", None)
+        if close is not None:
+            await close()
         return drained
 
     def _done(self) -> None:

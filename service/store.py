@@ -502,9 +502,7 @@ class Rotation:
     expires_at: int = 0
 
 
-def rotate_refresh(
-    chain: list[str], *, now: int, grace: int, idle_ttl: int
-) -> UseCase[Rotation]:
+def rotate_refresh(chain: list[str], *, now: int, grace: int, idle_ttl: int) -> UseCase[Rotation]:
     """Rotate a refresh token, given the hashes of the presented token (`chain[0]`) and of the
     tokens derived from it after it (`chain[1]` is the one that replaces it).
 

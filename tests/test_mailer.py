@@ -63,7 +63,18 @@ def _message(to: str = "ada@example.com") -> EmailMessage:
 
 
 def _send(settings: Settings, message: EmailMessage | None = None) -> None:
-    asyncio.run(SmtpTransport(settings).send(message or _message()))
+    async def send() -> None:
+        transport = SmtpTransport(settings)
+        try:
+            await transport.send(message or _message())
+        finally:
+            await transport.aclose()  # the transport keeps connections open between mails
+            # aiosmtplib closes a failed connection with transport.close(), which finishes on
+            # later loop iterations (a TLS shutdown takes a round trip). asyncio.run closes the
+            # loop at once and would leave the socket to the garbage collector, which warns.
+            await asyncio.sleep(0.2)
+
+    asyncio.run(send())
 
 
 def _smtp(make_settings: MakeSettings, port: int, **env: str) -> Settings:
@@ -122,6 +133,20 @@ def test_subject_and_sender_never_carry_line_breaks(
     headers = _header_block(message)
     assert not re.search(r"^(Bcc|X-Injected):", headers, re.MULTILINE | re.IGNORECASE)
     assert message["Bcc"] is None and message["X-Injected"] is None
+
+
+@pytest.mark.parametrize("broken", ["missing", "syntax"])
+def test_missing_or_malformed_template_refuses_to_start(
+    make_settings: MakeSettings, tmp_path: Path, broken: str
+) -> None:
+    templates = tmp_path / "templates"
+    templates.mkdir()
+    (templates / "subject.txt").write_text("Sign in\n")
+    (templates / "body.txt").write_text("{{ code }}\n")
+    if broken == "syntax":
+        (templates / "body.html").write_text("<p>{{ code }</p>\n")
+    with pytest.raises(ConfigError, match="EMAIL_TEMPLATES_DIR"):
+        create_app(make_settings(EMAIL_TEMPLATES_DIR=str(templates)))
 
 
 def test_mail_from_with_a_line_break_refuses_to_start(make_settings: MakeSettings) -> None:
@@ -306,3 +331,41 @@ def test_broken_template_fails_the_mail_and_ends_the_flow(
         view = _wait_view(client, flow_id, "failed")
         assert view["state"] == "mail_failed"
     assert transport.messages == []
+
+
+def test_transport_keeps_one_connection_for_several_mails(make_settings: MakeSettings) -> None:
+    with SmtpSink() as sink:
+        settings = _smtp(make_settings, sink.port, SMTP_TLS="none")
+
+        async def send_three() -> None:
+            transport = SmtpTransport(settings)
+            try:
+                for i in range(3):
+                    await transport.send(_message(f"user{i}@example.com"))
+            finally:
+                await transport.aclose()
+                await asyncio.sleep(0.2)
+
+        asyncio.run(send_three())
+        assert len(sink.messages) == 3
+        assert len(set(sink.peers)) == 1
+
+
+def test_a_kept_connection_closed_by_the_server_is_replaced(make_settings: MakeSettings) -> None:
+    with SmtpSink() as sink:
+        settings = _smtp(make_settings, sink.port, SMTP_TLS="none")
+
+        async def send_across_a_restart() -> None:
+            transport = SmtpTransport(settings)
+            try:
+                await transport.send(_message("first@example.com"))
+                sink.stop()  # the server goes away, closing the kept connection
+                sink.start()
+                await transport.send(_message("second@example.com"))
+            finally:
+                await transport.aclose()
+                await asyncio.sleep(0.2)
+
+        asyncio.run(send_across_a_restart())
+        assert len(sink.messages_for("second@example.com")) == 1
+        assert len(set(sink.peers)) == 2

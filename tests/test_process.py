@@ -6,6 +6,8 @@ import base64
 import json
 import re
 import signal
+import subprocess
+import sys
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
@@ -136,3 +138,22 @@ def test_sigterm_delivers_every_queued_mail_before_exit(tmp_path: Path) -> None:
     assert status in TERMINATED, output
     assert delivered == addresses, output
     assert "not drained" not in output
+
+
+def test_unusable_email_templates_dir_refuses_to_start(tmp_path: Path) -> None:
+    env = {
+        **TEST_ENV,
+        "PATH": "/usr/bin:/bin",
+        "DATA_DIR": str(tmp_path / "data"),
+        "EMAIL_TEMPLATES_DIR": str(tmp_path / "no-such-dir"),
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "service", "--port", "9"],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert done.returncode == 2
+    assert "EMAIL_TEMPLATES_DIR" in done.stderr and "Traceback" not in done.stderr

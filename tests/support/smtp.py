@@ -85,6 +85,8 @@ class _Handler:
         reply = self._sink._take_failure(self._sink.data_reply)
         if reply is not None:
             return reply
+        host, port = session.peer[:2]  # type: ignore[index, str-unpack]
+        self._sink.peers.append((str(host), int(port)))
         self._sink._deliver(envelope)
         return "250 2.0.0 OK: queued"
 
@@ -127,6 +129,8 @@ class SmtpSink:
         self.host = HOST
         self.port = 0
         self._deliveries: list[Delivery] = []
+        # The client (host, port) of each accepted message: one port = one kept connection.
+        self.peers: list[tuple[str, int]] = []
         # Per-recipient index: soak tests wait for hundreds of addresses at once.
         self._by_rcpt: dict[str, list[EmailMessage]] = {}
         self._changed = threading.Condition()
