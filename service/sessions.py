@@ -8,6 +8,7 @@ the entry at once; one made on another instance is seen within that staleness.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections import OrderedDict
@@ -70,6 +71,7 @@ class Sessions:
         self.clock = clock
         self._tokens = _LRU(JWT_CACHE_SIZE)
         self._sessions = _LRU(SESSION_CACHE_SIZE)
+        self._inflight: dict[str, asyncio.Future[bool]] = {}
 
     def verify_token(self, token: str) -> Identity:
         """Signature and claims only (stateless); cached until the token expires."""
@@ -95,17 +97,52 @@ class Sessions:
         if not token:
             raise UnauthenticatedError()
         identity = self.verify_token(token)
-        now = time.monotonic()
-        entry: tuple[float, bool] | None = self._sessions.get(identity.session_id)
-        if entry is None or now - entry[0] > REVOCATION_STALENESS:
-            valid = await self.db.run(
-                store.session_valid(identity.session_id, int(self.clock())), write=False
-            )
-            entry = (now, valid)
-            self._sessions.put(identity.session_id, entry)
-        if not entry[1]:
+        if not await self._session_valid(identity.session_id):
             raise UnauthenticatedError("This session has ended. Please sign in again.")
         return identity
+
+    async def _session_valid(self, sid: str) -> bool:
+        """Cached validity, never older than REVOCATION_STALENESS.
+
+        Past half the staleness a background re-read starts (one per session, however many
+        requests come in), so under load a hot session is never waited for; only an entry
+        that is missing or too old is awaited, and then by every request on one shared read.
+        """
+        entry: tuple[float, bool] | None = self._sessions.get(sid)
+        if entry is not None:
+            age = time.monotonic() - entry[0]
+            if age <= REVOCATION_STALENESS / 2:
+                return entry[1]
+            if age <= REVOCATION_STALENESS:
+                self._reread(sid)
+                return entry[1]
+        return await asyncio.shield(self._reread(sid))
+
+    def _reread(self, sid: str) -> asyncio.Future[bool]:
+        pending = self._inflight.get(sid)
+        if pending is None:
+            pending = asyncio.ensure_future(self._load(sid))
+            self._inflight[sid] = pending
+            pending.add_done_callback(lambda done: self._reread_done(sid, done))
+        return pending
+
+    def _reread_done(self, sid: str, done: asyncio.Future[bool]) -> None:
+        self._inflight.pop(sid, None)
+        if not done.cancelled() and done.exception() is not None:
+            # A background re-read that failed (database away): the next request awaits a
+            # fresh one and gets the 503; nothing is left unretrieved.
+            log.debug("session re-read failed: %s", type(done.exception()).__name__)
+
+    async def _load(self, sid: str) -> bool:
+        started = time.monotonic()
+        valid = await self.db.run(store.session_valid(sid, int(self.clock())), write=False)
+        current: tuple[float, bool] | None = self._sessions.get(sid)
+        # A revocation recorded while this read was under way (forget) must not be overwritten
+        # by the read's older answer.
+        if current is None or current[0] < started:
+            self._sessions.put(sid, (started, valid))
+            return valid
+        return bool(current[1])
 
     def forget(self, *session_ids: str) -> None:
         """Drop cached validity so a local revocation takes effect at once."""
