@@ -22,7 +22,7 @@ from service.crypto import Keys
 from service.db import Database, open_database
 from service.errors import MethodNotAllowedError, NotFoundError, ServiceError
 from service.flows import Login
-from service.mailer import Mailer, Transport, default_transport
+from service.mailer import Mailer
 from service.metrics import AccessLogMiddleware, Metrics
 from service.security import (
     BodyLimitMiddleware,
@@ -33,6 +33,7 @@ from service.security import (
 from service.sessions import Sessions
 from service.settings import Settings
 from service.tokens import Keyring, ensure_key
+from service.transports import Transport, default_transport
 
 log = logging.getLogger("latch")
 KEY_RELOAD_INTERVAL = 5.0
@@ -131,9 +132,9 @@ async def _service_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, ServiceError)
     if wants_json(request.url.path):
         return api.json_error(exc)
-    from service import web
+    from service import pages
 
-    return web.error_page(request, exc)
+    return pages.error_page(request, exc)
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:

@@ -1,4 +1,4 @@
-"""The sign-in mail: what to say (templates) and how to deliver it (transports, the queue).
+"""The sign-in mail: what to say (templates) and the send queue (delivery: transports.py).
 
 The request path only reserves a place and hands over a job; rendering, the signup check and
 SMTP all happen in background sender tasks. The mail body (it holds the code) is never written
@@ -9,19 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import ssl
-import sys
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from email.headerregistry import Address
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
 from pathlib import Path
-from typing import Protocol
 from urllib.parse import urlsplit
 
-import aiosmtplib
 import jinja2
 
 from service import store
@@ -29,6 +24,7 @@ from service.db import Database
 from service.display import describe_device, mask_email
 from service.errors import ConfigError, UnavailableError
 from service.settings import Settings
+from service.transports import PermanentMailError, TransientMailError, Transport
 
 log = logging.getLogger("latch.mail")
 
@@ -45,156 +41,6 @@ class MailJob:
     expires_at: int
     ip: str
     user_agent: str
-
-
-class Transport(Protocol):
-    """Delivers a finished message."""
-
-    async def send(self, message: EmailMessage) -> None: ...
-
-
-class TransientMailError(Exception):
-    """Worth retrying: refused or reset connection, timeout, 4xx reply."""
-
-
-class PermanentMailError(Exception):
-    """Not worth retrying: 5xx reply, TLS required but not offered, bad credentials."""
-
-
-class ConsoleTransport:
-    """Development: print the mail to standard output (never to the log)."""
-
-    async def send(self, message: EmailMessage) -> None:
-        """Print the plain-text part with its headers."""
-        text = message.get_body(("plain",))
-        body = text.get_content() if isinstance(text, EmailMessage) else ""
-        sys.stdout.write(
-            f"\n----- mail to {message['To']} -----\nSubject: {message['Subject']}\n\n"
-            f"{body}\n----- end of mail -----\n"
-        )
-        sys.stdout.flush()
-
-
-class SmtpTransport:
-    """SMTP through aiosmtplib. `starttls` REQUIRES the upgrade (start_tls=True), so a server
-    or attacker that does not offer STARTTLS gets an error, not the code in clear text.
-
-    Connections are kept open between mails (at most one per sender task, closed after
-    IDLE_SECONDS unused): a new connection costs a TCP and TLS handshake, EHLO, STARTTLS and
-    AUTH, several times the cost of the mail itself during a sign-in storm.
-    """
-
-    IDLE_SECONDS = 15.0
-
-    def __init__(self, settings: Settings) -> None:
-        self.settings = settings
-        self._tls_context: ssl.SSLContext | None = None
-        if settings.smtp_tls != "none":
-            self._tls_context = ssl.create_default_context(cafile=settings.smtp_ca_file or None)
-        self._idle: list[tuple[aiosmtplib.SMTP, float]] = []
-
-    def _new_client(self) -> aiosmtplib.SMTP:
-        s = self.settings
-        return aiosmtplib.SMTP(
-            hostname=s.smtp_host,
-            port=s.smtp_port or {"tls": 465, "starttls": 587, "none": 25}[s.smtp_tls],
-            username=s.smtp_username or None,
-            password=s.smtp_password or None,
-            use_tls=s.smtp_tls == "tls",
-            start_tls=s.smtp_tls == "starttls",
-            tls_context=self._tls_context,
-            timeout=s.smtp_timeout,
-        )
-
-    async def _connected(self) -> tuple[aiosmtplib.SMTP, bool]:
-        """A connected client: a kept one if still fresh (True), else a new one (False)."""
-        while self._idle:
-            client, since = self._idle.pop()
-            if client.is_connected and time.monotonic() - since < self.IDLE_SECONDS:
-                return client, True
-            await _close_quietly(client)
-        client = self._new_client()
-        await client.connect()  # with start_tls=True this fails unless STARTTLS succeeds
-        return client, False
-
-    async def _send_once(self, message: EmailMessage) -> None:
-        client, reused = await self._connected()
-        try:
-            try:
-                await client.send_message(message)
-            except (aiosmtplib.SMTPServerDisconnected, ConnectionError) as e:
-                if not reused:
-                    raise
-                # The server closed a kept connection while it sat idle: one fresh try.
-                log.debug("kept SMTP connection was closed (%s); reconnecting", type(e).__name__)
-                await _close_quietly(client)
-                client = self._new_client()
-                await client.connect()
-                await client.send_message(message)
-        except BaseException:
-            await _close_quietly(client)
-            raise
-        self._idle.append((client, time.monotonic()))
-
-    async def send(self, message: EmailMessage) -> None:
-        """Send one message, classifying failures as transient or permanent."""
-        try:
-            await self._send_once(message)
-        except aiosmtplib.SMTPResponseException as e:
-            if 400 <= e.code < 500:
-                raise TransientMailError(f"{e.code} {e.message}") from e
-            raise PermanentMailError(f"{e.code} {e.message}") from e
-        except aiosmtplib.SMTPRecipientsRefused as e:
-            # Not an SMTPResponseException: it wraps one refusal per recipient. A 4xx to RCPT
-            # (greylisting, a full mailbox) is as temporary as a 4xx to DATA.
-            replies = "; ".join(f"{r.code} {r.message}" for r in e.recipients)
-            if any(400 <= r.code < 500 for r in e.recipients):
-                raise TransientMailError(replies) from e
-            raise PermanentMailError(replies) from e
-        except (
-            aiosmtplib.SMTPConnectError,
-            aiosmtplib.SMTPServerDisconnected,
-            aiosmtplib.SMTPTimeoutError,
-            TimeoutError,
-            ConnectionError,
-            OSError,
-        ) as e:
-            if _untrusted_certificate(e):
-                # A certificate we cannot verify will not verify on the next try either: a
-                # wrong SMTP_CA_FILE or host name, or someone in the middle. Never retried
-                # into sending the code over an unverified channel.
-                raise PermanentMailError(f"TLS certificate not trusted: {e}") from e
-            raise TransientMailError(f"{type(e).__name__}: {e}") from e
-        except aiosmtplib.SMTPException as e:
-            raise PermanentMailError(str(e)) from e
-
-    async def aclose(self) -> None:
-        """Say QUIT on every kept connection (shutdown)."""
-        idle, self._idle = self._idle, []
-        for client, _ in idle:
-            await _close_quietly(client)
-
-
-async def _close_quietly(client: aiosmtplib.SMTP) -> None:
-    """QUIT if possible, else drop the connection; never raise."""
-    try:
-        if client.is_connected:
-            await asyncio.wait_for(client.quit(), 2)
-    except Exception:  # noqa: S110 (a broken connection is closed below all the same)
-        pass
-    client.close()
-
-
-def _untrusted_certificate(error: BaseException) -> bool:
-    """True when the failure (or what caused it) is a failed certificate verification."""
-    seen: BaseException | None = error
-    for _ in range(5):  # aiosmtplib wraps the ssl error in SMTPConnectError on connect
-        if seen is None:
-            return False
-        if isinstance(seen, ssl.SSLCertVerificationError):
-            return True
-        seen = seen.__cause__ or seen.__context__
-    return False
 
 
 class Renderer:
@@ -408,11 +254,6 @@ class Mailer:
         await self.database.run(
             store.fail_mail(job.flow_id, job.seq, error=error[:500], now=int(self.clock()))
         )
-
-
-def default_transport(settings: Settings) -> Transport:
-    """SMTP when SMTP_HOST is set, else the console."""
-    return SmtpTransport(settings) if settings.smtp_host else ConsoleTransport()
 
 
 def templates_ok(path: Path) -> bool:

@@ -16,14 +16,9 @@ from starlette.testclient import TestClient
 
 from service.app import create_app
 from service.errors import ConfigError
-from service.mailer import (
-    MailJob,
-    PermanentMailError,
-    Renderer,
-    SmtpTransport,
-    TransientMailError,
-)
+from service.mailer import MailJob, Renderer
 from service.settings import Settings
+from service.transports import PermanentMailError, SmtpTransport, TransientMailError
 from tests.conftest import BASE_URL, FakeClock, RecordingTransport, start
 from tests.support.smtp import (
     DroppingSmtpServer,

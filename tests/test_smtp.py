@@ -12,8 +12,8 @@ from typing import Any
 from starlette.testclient import TestClient
 
 from service.app import create_app
-from service.mailer import SmtpTransport, Transport
 from service.settings import Settings
+from service.transports import SmtpTransport, Transport
 from tests.conftest import BASE_URL, mail_code, mail_token, start
 from tests.support.smtp import HangingSmtpServer, SmtpSink, html_part, refused_port, text_part
 

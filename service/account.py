@@ -1,0 +1,99 @@
+"""The account page (who you are, where you are signed in) and signing out."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Route
+
+from service import csrf
+from service.api import current_identity
+from service.cookies import clear_session_cookies
+from service.display import describe_device
+from service.errors import UnauthenticatedError
+from service.pages import redirect, render, state
+
+ACCOUNT_LOGIN = "/login?next=/account"
+ACCOUNT_REFRESH = "/refresh?next=/account"
+
+
+def _ago(then: int, now: int) -> str:
+    seconds = max(0, now - then)
+    for size, unit in ((86400, "day"), (3600, "hour"), (60, "minute")):
+        if seconds >= size:
+            n = seconds // size
+            return f"{n} {unit}{'' if n == 1 else 's'} ago"
+    return "just now"
+
+
+def _moment(then: int, now: int) -> dict[str, str]:
+    stamp = datetime.fromtimestamp(then, UTC)
+    return {
+        "iso": stamp.isoformat(),
+        "utc": stamp.strftime("%Y-%m-%d %H:%M UTC"),
+        "ago": _ago(then, now),
+    }
+
+
+async def account_page(request: Request) -> Response:
+    """GET /account: who you are and where you are signed in."""
+    settings, _, sessions = state(request)
+    try:
+        identity = await current_identity(request)
+    except UnauthenticatedError:
+        # The access JWT lives 15 minutes; a browser still holding a refresh token is signed
+        # in, so it goes through /refresh (which sends it on to sign-in if that fails).
+        has_refresh = bool(request.cookies.get(settings.refresh_cookie))
+        return redirect(ACCOUNT_REFRESH if has_refresh else ACCOUNT_LOGIN)
+    now = int(request.app.state.clock())
+    rows = [
+        {
+            "id": s["id"],
+            "device": describe_device(s["user_agent"] or "") or "Unknown device",
+            "ip": s["ip"] or "unknown",
+            "created": _moment(s["created_at"], now),
+            "last_used": _moment(s["last_used_at"] or s["created_at"], now),
+            "current": s["current"],
+        }
+        for s in await sessions.list(identity)
+    ]
+    rows.sort(key=lambda r: not r["current"])
+    notice = "That session has been signed out." if request.query_params.get("revoked") else None
+    return render(request, "account.html", email=identity.email, sessions=rows, notice=notice)
+
+
+async def revoke_submit(request: Request) -> Response:
+    """POST /account/sessions/{id}/revoke: sign one of your sessions out."""
+    _, _, sessions = state(request)
+    await csrf.read_form(request)
+    try:
+        identity = await current_identity(request)
+    except UnauthenticatedError:
+        return redirect(ACCOUNT_LOGIN)
+    await sessions.revoke(identity, request.path_params["session_id"])
+    return redirect("/account?revoked=1")
+
+
+async def logout_submit(request: Request) -> Response:
+    """POST /logout (`all=1` for every session): revoke, clear the cookies, 303 to /login."""
+    settings, _, sessions = state(request)
+    form = await csrf.read_form(request)
+    everywhere = csrf.field(form, "all") in ("1", "on", "true")
+    try:
+        identity = await current_identity(request)
+    except UnauthenticatedError:
+        identity = None  # already signed out: clearing the cookies is all that is left
+    if identity is not None:
+        await sessions.logout(identity, everywhere=everywhere)
+    response = redirect("/login")
+    clear_session_cookies(response, settings)
+    return response
+
+
+routes: list[BaseRoute] = [
+    Route("/account", account_page, methods=["GET"]),
+    Route("/account/sessions/{session_id}/revoke", revoke_submit, methods=["POST"]),
+    Route("/logout", logout_submit, methods=["POST"]),
+]

@@ -1,0 +1,154 @@
+"""Page rendering shared by the HTML endpoints: the layout, error pages, 303 redirects,
+static files with content-hashed URLs."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from html import escape
+from pathlib import Path
+from typing import Any
+
+from jinja2 import Environment, FileSystemLoader, StrictUndefined
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, RedirectResponse, Response
+from starlette.staticfiles import StaticFiles
+from starlette.types import Message, Receive, Scope, Send
+
+from service import brand, csrf
+from service.errors import ErrorCode, ServiceError
+from service.flows import Login
+from service.security import client_ip
+from service.sessions import Sessions
+from service.settings import Settings
+
+log = logging.getLogger("latch.web")
+
+HERE = Path(__file__).resolve().parent
+STATIC = HERE / "static"
+HEADINGS = {
+    ErrorCode.INVALID_LINK: "This link does not work",
+    ErrorCode.FLOW_EXPIRED: "This sign-in has expired",
+    ErrorCode.FLOW_USED: "This has already been used",
+    ErrorCode.FLOW_DEAD: "Too many wrong codes",
+    ErrorCode.CSRF: "Please try again",
+    ErrorCode.NOT_FOUND: "Page not found",
+    ErrorCode.RATE_LIMITED: "Please wait",
+}
+# What a person can do about it, under the message of the error page.
+DETAILS = {
+    ErrorCode.INVALID_LINK: "Links can break when they are copied or wrapped by a mail program. "
+    "Start again to get a fresh code and link: it takes a few seconds.",
+    ErrorCode.FLOW_EXPIRED: "For your safety, codes and links work for {minutes} minutes and "
+    "only once. Start again to get a new one.",
+    ErrorCode.FLOW_USED: "Each code and link works only once. If you just used it, you are "
+    "signed in on that device. Otherwise, start again.",
+    ErrorCode.FLOW_DEAD: "To protect your account, this sign-in stopped after too many wrong "
+    "codes. Start again to get a new code.",
+    ErrorCode.CSRF: "The page was open for a long time, or the form came from another site.",
+    ErrorCode.NOT_FOUND: "There is nothing at this address.",
+}
+
+
+def _asset_versions() -> dict[str, str]:
+    # Static files are cached for a year, so each URL carries a hash of the file's content.
+    return {
+        p.name: hashlib.sha256(p.read_bytes()).hexdigest()[:12]
+        for p in STATIC.iterdir()
+        if p.is_file()
+    }
+
+
+_VERSIONS = _asset_versions()
+_env = Environment(
+    loader=FileSystemLoader(HERE / "templates"),
+    autoescape=True,
+    undefined=StrictUndefined,
+    trim_blocks=True,
+    lstrip_blocks=True,
+)
+_env.globals["static"] = lambda name: f"/static/{name}?v={_VERSIONS.get(name, '0')}"
+
+
+def render(
+    request: Request,
+    template: str,
+    *,
+    status: int = 200,
+    headers: dict[str, str] | None = None,
+    forms: bool = True,
+    **context: Any,
+) -> HTMLResponse:
+    """A page in the layout; pages with forms get the CSRF field (and cookie when new)."""
+    settings: Settings = request.app.state.settings
+    token = csrf.token_for(request, settings) if forms else None
+    context.setdefault("error", None)
+    context.setdefault("notice", None)
+    html = _env.get_template(template).render(
+        app_name=settings.app_name,
+        brand=brand.brand_version(settings),
+        has_logo=bool(settings.logo_file),
+        allow_signup=settings.allow_signup,
+        csrf=token.field if token else "",
+        **context,
+    )
+    response = HTMLResponse(html, status_code=status, headers=headers)
+    if token is not None and token.fresh:
+        csrf.set_cookie(response, settings, token)
+    return response
+
+
+def error_page(request: Request, error: ServiceError) -> Response:
+    """An error in the format of an HTML endpoint."""
+    try:
+        settings: Settings = request.app.state.settings
+        detail = DETAILS.get(error.code, "")
+        return render(
+            request,
+            "error.html",
+            status=error.status,
+            headers=error.headers,
+            forms=False,
+            heading=HEADINGS.get(error.code, "Something went wrong"),
+            error=error.message,
+            detail=detail.format(minutes=max(1, settings.code_ttl // 60)),
+            found=error.code != ErrorCode.NOT_FOUND,
+        )
+    except Exception as e:  # a broken template must not turn an error page into a bare 500
+        log.error("error page not rendered: %s", type(e).__name__)
+        body = f"<!doctype html><title>Error</title><p>{escape(error.message)}</p>"
+        return HTMLResponse(body, status_code=error.status, headers=error.headers)
+
+
+def redirect(url: str) -> RedirectResponse:
+    """303 See Other: the browser follows with a GET and re-sends no form."""
+    return RedirectResponse(url, status_code=303)
+
+
+def state(request: Request) -> tuple[Settings, Login, Sessions]:
+    app = request.app.state
+    return app.settings, app.login, app.sessions
+
+
+def client(request: Request, settings: Settings) -> tuple[str, str]:
+    return client_ip(request.scope, settings.trusted_proxies), request.headers.get(
+        "user-agent", ""
+    )[:300]
+
+
+class CachedStatic:
+    """Static files with a year-long cache (their URLs carry a content hash)."""
+
+    def __init__(self, app: StaticFiles) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        async def send_cached(message: Message) -> None:
+            if message["type"] == "http.response.start" and message["status"] in (200, 304):
+                message["headers"] = [
+                    *message.get("headers", []),
+                    (b"cache-control", b"public, max-age=31536000, immutable"),
+                ]
+            await send(message)
+
+        await self.app(scope, receive, send_cached)

@@ -1,0 +1,77 @@
+"""Every SQL statement, as use cases: flows, limits, users, mail status, sessions, purge.
+
+Each function returns a use case (see db.py) that a backend runs as ONE transaction, in as few
+round trips as SQL allows (`RETURNING`, upserts). Use cases return results instead of raising,
+so that what must be kept (a counted attempt) is committed. Callers use `store.<use case>`;
+the submodules only keep each concept in a file of its own.
+"""
+
+from __future__ import annotations
+
+from service.store.flows import (
+    FlowState,
+    NewFlow,
+    NewSession,
+    Outcome,
+    SignIn,
+    flow_state,
+    get_flow,
+    open_flow,
+    peek_link,
+    resend_flow,
+    verify_code,
+    verify_link,
+)
+from service.store.limits import (
+    Limits,
+    mail_limit_wait,
+)
+from service.store.mail import (
+    claim_mail,
+    fail_mail,
+    mark_mail,
+)
+from service.store.sessions import (
+    Rotation,
+    get_session,
+    list_sessions,
+    purge,
+    revoke_session,
+    revoke_user_sessions,
+    rotate_refresh,
+    session_valid,
+)
+from service.store.users import (
+    add_user,
+    find_user,
+)
+
+__all__ = [
+    "FlowState",
+    "Limits",
+    "NewFlow",
+    "NewSession",
+    "Outcome",
+    "Rotation",
+    "SignIn",
+    "add_user",
+    "claim_mail",
+    "fail_mail",
+    "find_user",
+    "flow_state",
+    "get_flow",
+    "get_session",
+    "list_sessions",
+    "mail_limit_wait",
+    "mark_mail",
+    "open_flow",
+    "peek_link",
+    "purge",
+    "resend_flow",
+    "revoke_session",
+    "revoke_user_sessions",
+    "rotate_refresh",
+    "session_valid",
+    "verify_code",
+    "verify_link",
+]

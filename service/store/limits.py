@@ -1,0 +1,66 @@
+"""The abuse limits of DESIGN §4, counted in the database (so they hold across instances)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from service.db import Q, UseCase
+
+
+@dataclass(frozen=True)
+class Limits:
+    """The abuse limits of DESIGN §4 (0 = off), in seconds and counts."""
+
+    code_attempts: int
+    address_failures: int
+    address_lock: int
+    mail_interval: int
+    mail_per_window: int
+    mail_window: int
+    mail_per_day: int
+    mail_global: int
+    starts_per_ip: int
+    ip_window: int
+
+
+def mail_limit_wait(email_key: str, ip: str | None, limits: Limits, now: int) -> UseCase[int]:
+    """Seconds until every mail/start limit allows one more; 0 when allowed now."""
+    cols: list[str] = []
+    p: dict[str, Any] = {"k": email_key, "ip": ip}
+    if limits.mail_interval:
+        cols.append("(SELECT MAX(created_at) FROM mail_log WHERE email_key = :k) AS last_mail")
+    for name, count, window, where in (
+        ("win", limits.mail_per_window, limits.mail_window, "mail_log WHERE email_key = :k"),
+        ("day", limits.mail_per_day, 86400, "mail_log WHERE email_key = :k"),
+        ("glob", limits.mail_global, 60, "mail_log WHERE 1 = 1"),
+        (
+            "ip",
+            limits.starts_per_ip if ip is not None else 0,
+            limits.ip_window,
+            "login_flows WHERE ip = :ip",
+        ),
+    ):
+        if not count:
+            continue
+        p[f"{name}_since"] = now - window
+        cols.append(f"(SELECT COUNT(*) FROM {where} AND created_at > :{name}_since) AS {name}_n")
+        cols.append(
+            f"(SELECT MIN(created_at) FROM {where} AND created_at > :{name}_since) AS {name}_first"
+        )
+    if not cols:
+        return 0
+    rows = yield Q("SELECT " + ", ".join(cols), p)
+    r = rows[0]
+    waits = [0]
+    if limits.mail_interval and r["last_mail"] is not None:
+        waits.append(r["last_mail"] + limits.mail_interval - now)
+    for name, count, window in (
+        ("win", limits.mail_per_window, limits.mail_window),
+        ("day", limits.mail_per_day, 86400),
+        ("glob", limits.mail_global, 60),
+        ("ip", limits.starts_per_ip, limits.ip_window),
+    ):
+        if f"{name}_n" in r and r[f"{name}_n"] >= count:
+            waits.append(r[f"{name}_first"] + window - now + 1)
+    return max(waits)

@@ -1,0 +1,180 @@
+"""Sessions: look-ups, revocation, refresh-token rotation, and the periodic purge."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from service.db import Lock, Q, Row, UseCase
+
+_SESSION_COLUMNS = (
+    "s.id, s.user_id, s.created_at, s.last_used_at, s.idle_expires_at, s.expires_at,"
+    " s.revoked_at, s.ip, s.user_agent, u.email"
+)
+
+
+def get_session(session_id: str) -> UseCase[Row | None]:
+    """A session with its user's address."""
+    rows = yield Q(
+        f"SELECT {_SESSION_COLUMNS} FROM sessions s JOIN users u ON u.id = s.user_id"
+        " WHERE s.id = :id",
+        {"id": session_id},
+    )
+    return rows[0] if rows else None
+
+
+def session_valid(session_id: str, now: int) -> UseCase[bool]:
+    """Unrevoked, not idle-expired, within its absolute lifetime (the /auth/check question)."""
+    rows = yield Q(
+        "SELECT 1 AS ok FROM sessions WHERE id = :id AND revoked_at IS NULL"
+        " AND expires_at > :now AND idle_expires_at > :now",
+        {"id": session_id, "now": now},
+    )
+    return bool(rows)
+
+
+def list_sessions(user_id: str, now: int) -> UseCase[list[Row]]:
+    """A person's live sessions, newest first."""
+    rows = yield Q(
+        f"SELECT {_SESSION_COLUMNS} FROM sessions s JOIN users u ON u.id = s.user_id"
+        " WHERE s.user_id = :uid AND s.revoked_at IS NULL AND s.expires_at > :now"
+        " AND s.idle_expires_at > :now ORDER BY s.created_at DESC",
+        {"uid": user_id, "now": now},
+    )
+    return rows
+
+
+def revoke_session(session_id: str, user_id: str | None, now: int) -> UseCase[bool]:
+    """Revoke one session (of that user, when given); False if there was none to revoke."""
+    owner = " AND user_id = :uid" if user_id is not None else ""
+    rows = yield Q(
+        "UPDATE sessions SET revoked_at = :now WHERE id = :id AND revoked_at IS NULL"
+        f"{owner} RETURNING id",
+        {"id": session_id, "uid": user_id, "now": now},
+    )
+    return bool(rows)
+
+
+def revoke_user_sessions(user_id: str, now: int) -> UseCase[list[str]]:
+    """Revoke every live session of a user; returns their ids."""
+    rows = yield Q(
+        "UPDATE sessions SET revoked_at = :now WHERE user_id = :uid AND revoked_at IS NULL"
+        " RETURNING id",
+        {"uid": user_id, "now": now},
+    )
+    return [row["id"] for row in rows]
+
+
+@dataclass(frozen=True)
+class Rotation:
+    """What rotate_refresh decided: 'rotated', 'grace', 'theft', 'expired', 'revoked' or
+    'unknown'; the session and its user when one was found."""
+
+    state: str
+    session_id: str = ""
+    user_id: str = ""
+    email: str = ""
+    expires_at: int = 0
+
+
+def rotate_refresh(chain: list[str], *, now: int, grace: int, idle_ttl: int) -> UseCase[Rotation]:
+    """Rotate a refresh token, given the hashes of the presented token (`chain[0]`) and of the
+    tokens derived from it after it (`chain[1]` is the one that replaces it).
+
+    Current token: rotate (previous = presented). Previous token within `grace` of the
+    rotation: accepted, the current token is handed out again (both tabs end up holding the
+    same working token). Previous after the grace, or an older token whose descendant is the
+    session's current or previous one: theft, the session is revoked.
+    """
+    p: dict[str, Any] = {
+        "old": chain[0],
+        "new": chain[1],
+        "now": now,
+        "idle": now + idle_ttl,
+    }
+    live = "revoked_at IS NULL AND expires_at > :now AND idle_expires_at > :now"
+    # The common case in one conditional UPDATE: of two racing requests with the same token
+    # one rotates, the other finds the token replaced and takes the grace path below.
+    rows = yield Q(
+        "UPDATE sessions SET refresh_hash = :new, prev_refresh_hash = :old, rotated_at = :now,"
+        " last_used_at = :now, idle_expires_at = CASE WHEN expires_at < :idle THEN expires_at"
+        f" ELSE :idle END WHERE refresh_hash = :old AND {live}"
+        " RETURNING id, user_id, expires_at",
+        p,
+    )
+    if rows:
+        return (yield from _rotation("rotated", rows[0]))
+    names = [f"h{i}" for i in range(len(chain))]
+    p.update(zip(names, chain, strict=True))
+    in_chain = ", ".join(f":{n}" for n in names)
+    # A no-op UPDATE reads the row and holds it until the transaction ends (portable locking).
+    rows = yield Q(
+        "UPDATE sessions SET last_used_at = last_used_at WHERE refresh_hash IN"
+        f" ({in_chain}) OR prev_refresh_hash IN ({in_chain}) RETURNING id, user_id,"
+        " refresh_hash, prev_refresh_hash, rotated_at, idle_expires_at, expires_at, revoked_at",
+        p,
+    )
+    if not rows:
+        return Rotation("unknown")
+    row = rows[0]
+    if row["revoked_at"] is not None:
+        return Rotation("revoked", session_id=row["id"])
+    if row["expires_at"] <= now or row["idle_expires_at"] <= now:
+        return Rotation("expired", session_id=row["id"])
+    in_grace = row["rotated_at"] is not None and now - row["rotated_at"] <= grace
+    if row["prev_refresh_hash"] == chain[0] and row["refresh_hash"] == chain[1] and in_grace:
+        rows = yield Q(
+            "UPDATE sessions SET last_used_at = :now, idle_expires_at = CASE WHEN"
+            " expires_at < :idle THEN expires_at ELSE :idle END WHERE id = :id"
+            " RETURNING id, user_id, expires_at",
+            {**p, "id": row["id"]},
+        )
+        return (yield from _rotation("grace", rows[0]))
+    yield Q(
+        "UPDATE sessions SET revoked_at = :now WHERE id = :id AND revoked_at IS NULL",
+        {"now": now, "id": row["id"]},
+    )
+    return Rotation("theft", session_id=row["id"], user_id=row["user_id"])
+
+
+def _rotation(state: str, row: Row) -> UseCase[Rotation]:
+    users = yield Q("SELECT email FROM users WHERE id = :id", {"id": row["user_id"]})
+    return Rotation(
+        state,
+        session_id=row["id"],
+        user_id=row["user_id"],
+        email=users[0]["email"] if users else "",
+        expires_at=row["expires_at"],
+    )
+
+
+def purge(now: int, keep_flows: int) -> UseCase[dict[str, int]]:
+    """Delete flows and mail records past the longest limit window, and dead sessions."""
+    # Every instance purges on its own timer: one at a time does the work and the others find
+    # nothing left, instead of racing over the same rows (and risking a deadlock between them).
+    yield Lock("latch.purge")
+    cut = now - keep_flows
+    counts = {}
+    for name, sql, p in (
+        ("flows", "DELETE FROM login_flows WHERE created_at < :cut RETURNING id", {"cut": cut}),
+        (
+            "mail_log",
+            "DELETE FROM mail_log WHERE created_at < :cut RETURNING flow_id",
+            {"cut": cut},
+        ),
+        (
+            "address_failures",
+            "DELETE FROM address_failures WHERE locked_until < :now"
+            " AND updated_at < :cut RETURNING email_key",
+            {"cut": cut, "now": now},
+        ),
+        (
+            "sessions",
+            "DELETE FROM sessions WHERE expires_at < :now OR idle_expires_at < :now"
+            " OR revoked_at < :cut RETURNING id",
+            {"cut": cut, "now": now},
+        ),
+    ):
+        rows = yield Q(sql, p)
+        counts[name] = len(rows)
+    return counts
