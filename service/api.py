@@ -329,18 +329,20 @@ async def readyz(request: Request) -> Response:
     )
 
 
+# The router tries routes in order: the hot paths (every request of every protected service
+# passes /auth/check) come first.
 routes = [
-    Route("/api/start", start, methods=["POST"]),
-    Route("/api/resend", resend, methods=["POST"]),
+    Route("/auth/check", auth_check, methods=["GET", "HEAD"]),
+    Route("/.well-known/jwks.json", jwks, methods=["GET"]),
     Route("/api/verify", verify, methods=["POST"]),
+    Route("/api/start", start, methods=["POST"]),
+    Route("/api/refresh", refresh_api, methods=["POST"]),
+    Route("/refresh", refresh_page, methods=["GET"]),
+    Route("/api/resend", resend, methods=["POST"]),
     Route("/api/link", link, methods=["POST"]),
     Route("/api/logout", logout, methods=["POST"]),
     Route("/api/session", session, methods=["GET"]),
-    Route("/auth/check", auth_check, methods=["GET", "HEAD"]),
-    Route("/.well-known/jwks.json", jwks, methods=["GET"]),
     Route("/.well-known/latch-configuration", configuration, methods=["GET"]),
-    Route("/api/refresh", refresh_api, methods=["POST"]),
-    Route("/refresh", refresh_page, methods=["GET"]),
     Route("/api/sessions", sessions_list, methods=["GET"]),
     Route("/api/sessions/{session_id}", session_delete, methods=["DELETE"]),
     Route("/openapi.json", openapi, methods=["GET"]),

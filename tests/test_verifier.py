@@ -160,6 +160,8 @@ FORGERIES: dict[str, Callable[[Forge], str]] = {
     "attacker key in jwk header": _attacker_key_in_jwk_header,
     "attacker kid with jku": _attacker_kid_with_jku,
     "unknown kid": lambda f: f.sign(header=f.header(kid="no-such-key")),
+    "kid with a path": lambda f: f.sign(header=f.header(kid="../../keys/" + f.kid)),
+    "kid with sql": lambda f: f.sign(header=f.header(kid=f"{f.kid}' OR '1'='1")),
     "not a jwt": lambda f: "not.a.jwt",
 }
 
