@@ -53,12 +53,17 @@ class SQLiteDatabase:
 
     dialect = "sqlite"
 
-    def __init__(self, path: str, *, busy_timeout_ms: int = 5000) -> None:
+    def __init__(
+        self, path: str, *, busy_timeout_ms: int = 5000, checkpoint_interval: float = 1.0
+    ) -> None:
         self.path = path
         self.busy_timeout_ms = busy_timeout_ms
+        self.checkpoint_interval = checkpoint_interval
         self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._conn: sqlite3.Connection | None = None
+        self._checkpointer: threading.Thread | None = None
+        self._stop = threading.Event()
 
     async def connect(self) -> None:
         """Open the file (creating its folder) and start the database thread."""
@@ -67,6 +72,12 @@ class SQLiteDatabase:
         await asyncio.to_thread(self._open)
         self._thread = threading.Thread(target=self._serve, name="latch-sqlite", daemon=True)
         self._thread.start()
+        if self.path != ":memory:":
+            self._stop.clear()
+            self._checkpointer = threading.Thread(
+                target=self._checkpoint_loop, name="latch-sqlite-checkpoint", daemon=True
+            )
+            self._checkpointer.start()
 
     def _open(self) -> None:
         if self.path != ":memory:":
@@ -78,7 +89,25 @@ class SQLiteDatabase:
         # NORMAL in WAL mode: a power cut may lose the last commits, never corrupts the file.
         conn.execute("PRAGMA synchronous = NORMAL")
         conn.execute("PRAGMA foreign_keys = ON")
+        # Checkpoints (copying the WAL back into the file, with an fsync) are done by a thread
+        # of their own (below), not by whichever commit crosses 1000 pages: measured here, that
+        # took the average commit of a sign-in from ~130 us to ~300 us and put fsyncs on the
+        # request path.
+        conn.execute("PRAGMA wal_autocheckpoint = 0")
         self._conn = conn
+
+    def _checkpoint_loop(self) -> None:
+        """PASSIVE checkpoints on a separate connection: they never block readers or writers."""
+        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        try:
+            conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout_ms)}")
+            while not self._stop.wait(self.checkpoint_interval):
+                try:
+                    conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+                except sqlite3.Error as e:  # a busy or vanished file: try again next time
+                    log.warning("sqlite checkpoint skipped: %s", e)
+        finally:
+            conn.close()
 
     async def disconnect(self) -> None:
         """Finish queued work, stop the thread and close the connection."""
@@ -87,9 +116,13 @@ class SQLiteDatabase:
             return
         self._jobs.put(None)
         await asyncio.to_thread(thread.join)
+        checkpointer, self._checkpointer = self._checkpointer, None
+        if checkpointer is not None:
+            self._stop.set()
+            await asyncio.to_thread(checkpointer.join)
         conn, self._conn = self._conn, None
         if conn is not None:
-            conn.close()
+            conn.close()  # the last connection to close checkpoints the WAL into the file
 
     async def run(self, use_case: UseCase[T], *, write: bool = True) -> T:
         """Run the use case as one transaction (or savepoint of a batch) on the thread."""

@@ -65,3 +65,28 @@ def test_a_closed_database_answers_unavailable(tmp_path: Path) -> None:
             await db.run(_all(), write=False)
 
     asyncio.run(scenario())
+
+
+def _blobs() -> UseCase[None]:
+    yield Q("CREATE TABLE b (data BLOB)")
+    for _ in range(200):
+        yield Q("INSERT INTO b (data) VALUES (randomblob(1000))")
+
+
+async def _main_file_size_after_writes(path: Path, interval: float) -> int:
+    db = SQLiteDatabase(str(path), checkpoint_interval=interval)
+    await db.connect()
+    try:
+        await db.run(_blobs())
+        # Commits go to the WAL; only a checkpoint copies pages into the main file. Reading the
+        # main file's size observes that without checkpointing anything itself.
+        deadline = time.monotonic() + 5
+        while path.stat().st_size < 100_000 and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+        return path.stat().st_size
+    finally:
+        await db.disconnect()
+
+
+def test_the_wal_is_checkpointed_in_the_background_not_by_commits(tmp_path: Path) -> None:
+    assert asyncio.run(_main_file_size_after_writes(tmp_path / "t.db", 0.05)) >= 100_000
