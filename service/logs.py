@@ -11,6 +11,7 @@ import json
 import logging
 import sys
 import time
+import traceback
 
 request_id: contextvars.ContextVar[str] = contextvars.ContextVar("latch_request_id", default="")
 
@@ -25,7 +26,7 @@ class JsonFormatter(logging.Formatter):
     """`{"ts", "level", "logger", "event", "msg", "request_id"}` on one line."""
 
     def format(self, record: logging.LogRecord) -> str:
-        line = {
+        line: dict[str, object] = {
             "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
             + f".{int(record.msecs):03d}Z",
             "level": record.levelname.lower(),
@@ -37,8 +38,11 @@ class JsonFormatter(logging.Formatter):
         if rid:
             line["request_id"] = rid
         if record.exc_info and record.exc_info[0] is not None:
-            # The exception's type and traceback, not its message (it may quote input).
+            # The exception's type and where it was raised, not its message (it may quote
+            # input, or a value that must not be logged).
             line["exc_type"] = record.exc_info[0].__name__
+            frames = traceback.extract_tb(record.exc_info[2])[-8:]
+            line["exc_where"] = [f"{f.filename}:{f.lineno} in {f.name}" for f in frames]
         return json.dumps(line, ensure_ascii=False)
 
 

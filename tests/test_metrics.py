@@ -61,3 +61,16 @@ def test_access_log_has_the_path_but_never_the_query(
     lines = [r.getMessage() for r in caplog.records if r.name == "latch.access"]
     assert any("/login/link" in line for line in lines)
     assert not any("SECRET-TOKEN-VALUE" in line for line in lines)
+
+
+def test_logged_exceptions_keep_where_but_not_their_message() -> None:
+    try:
+        raise ValueError("the code is 123456")
+    except ValueError as e:
+        record = logging.LogRecord(
+            "latch", logging.ERROR, __file__, 1, "boom", (), (type(e), e, e.__traceback__)
+        )
+    line = json.loads(JsonFormatter().format(record))
+    assert line["exc_type"] == "ValueError"
+    assert any("test_metrics.py" in frame for frame in line["exc_where"])
+    assert "123456" not in json.dumps(line)
