@@ -63,8 +63,15 @@ class Sessions:
     """Answers "is this access token good right now?" and ends sessions."""
 
     def __init__(
-        self, settings: Settings, database: Database, keyring: Keyring, clock: Callable[[], float]
+        self,
+        settings: Settings,
+        database: Database,
+        keyring: Keyring,
+        clock: Callable[[], float],
+        *,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
+        self.monotonic = monotonic
         self.settings = settings
         self.db = database
         self.keyring = keyring
@@ -110,7 +117,7 @@ class Sessions:
         """
         entry: tuple[float, bool] | None = self._sessions.get(sid)
         if entry is not None:
-            age = time.monotonic() - entry[0]
+            age = self.monotonic() - entry[0]
             if age <= REVOCATION_STALENESS / 2:
                 return entry[1]
             if age <= REVOCATION_STALENESS:
@@ -134,7 +141,7 @@ class Sessions:
             log.debug("session re-read failed: %s", type(done.exception()).__name__)
 
     async def _load(self, sid: str) -> bool:
-        started = time.monotonic()
+        started = self.monotonic()
         valid = await self.db.run(store.session_valid(sid, int(self.clock())), write=False)
         current: tuple[float, bool] | None = self._sessions.get(sid)
         # A revocation recorded while this read was under way (forget) must not be overwritten
@@ -147,7 +154,7 @@ class Sessions:
     def forget(self, *session_ids: str) -> None:
         """Drop cached validity so a local revocation takes effect at once."""
         for sid in session_ids:
-            self._sessions.put(sid, (time.monotonic(), False))
+            self._sessions.put(sid, (self.monotonic(), False))
 
     async def logout(self, identity: Identity, *, everywhere: bool) -> list[str]:
         """Revoke this session, or every session of the person."""
