@@ -9,11 +9,11 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from service import csrf
-from service.api import current_identity
+from service.api import current_identity, state
 from service.cookies import clear_session_cookies
 from service.display import describe_device
 from service.errors import UnauthenticatedError
-from service.pages import redirect, render, state
+from service.pages import redirect, render
 
 ACCOUNT_LOGIN = "/login?next=/account"
 ACCOUNT_REFRESH = "/refresh?next=/account"

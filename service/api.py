@@ -69,12 +69,14 @@ def text_field(body: dict[str, Any], name: str, *, required: bool = True) -> str
     return value
 
 
-def _state(request: Request) -> tuple[Settings, Login, Sessions]:
+def state(request: Request) -> tuple[Settings, Login, Sessions]:
+    """The app's settings and use cases (shared by the JSON and HTML handlers)."""
     app = request.app.state
     return app.settings, app.login, app.sessions
 
 
-def _client(request: Request, settings: Settings) -> tuple[str, str]:
+def client(request: Request, settings: Settings) -> tuple[str, str]:
+    """The client IP (proxy-aware, DESIGN §4) and a bounded User-Agent."""
     ip = client_ip(request.scope, settings.trusted_proxies)
     return ip, request.headers.get("user-agent", "")[:300]
 
@@ -117,28 +119,28 @@ def _flow_id(request: Request, body: dict[str, Any], login: Login, settings: Set
 
 async def start(request: Request) -> Response:
     """POST /api/start {"email", "next"?} -> 202."""
-    settings, login, _ = _state(request)
+    settings, login, _ = state(request)
     body = await read_json(request, settings)
     email = text_field(body, "email") or ""
     next_url = safe_next(body.get("next"), settings)
-    ip, ua = _client(request, settings)
+    ip, ua = client(request, settings)
     started = await login.start(email=email, next_url=next_url, ip=ip, user_agent=ua)
     return _started(started, settings)
 
 
 async def resend(request: Request) -> Response:
     """POST /api/resend {"flow_id"?} -> 202."""
-    settings, login, _ = _state(request)
+    settings, login, _ = state(request)
     body = await read_json(request, settings)
     return _started(await login.resend(flow_id=_flow_id(request, body, login, settings)), settings)
 
 
 async def verify(request: Request) -> Response:
     """POST /api/verify {"code", "flow_id"?} -> 200 + cookies."""
-    settings, login, _ = _state(request)
+    settings, login, _ = state(request)
     body = await read_json(request, settings)
     code = text_field(body, "code") or ""
-    ip, ua = _client(request, settings)
+    ip, ua = client(request, settings)
     auth = await login.verify_code(
         flow_id=_flow_id(request, body, login, settings), code=code, ip=ip, user_agent=ua
     )
@@ -147,10 +149,10 @@ async def verify(request: Request) -> Response:
 
 async def link(request: Request) -> Response:
     """POST /api/link {"token"} -> 200 + cookies."""
-    settings, login, _ = _state(request)
+    settings, login, _ = state(request)
     body = await read_json(request, settings)
     token = text_field(body, "token") or ""
-    ip, ua = _client(request, settings)
+    ip, ua = client(request, settings)
     auth = await login.verify_link(
         token=token,
         browser_flow_id=login.flow_from_cookie(request.cookies.get(settings.flow_cookie)),
@@ -173,13 +175,13 @@ def access_token(request: Request, settings: Settings) -> str | None:
 
 async def current_identity(request: Request) -> Identity:
     """The signed-in person of this request, else UnauthenticatedError."""
-    settings, _, sessions = _state(request)
+    settings, _, sessions = state(request)
     return await sessions.check(access_token(request, settings))
 
 
 async def logout(request: Request) -> Response:
     """POST /api/logout {"all"?} -> 204, cookies cleared."""
-    settings, _, sessions = _state(request)
+    settings, _, sessions = state(request)
     body = await read_json(request, settings)
     everywhere = body.get("all", False)
     if not isinstance(everywhere, bool):
@@ -193,7 +195,7 @@ async def logout(request: Request) -> Response:
 
 async def session(request: Request) -> Response:
     """GET /api/session -> 200 {"user", "session"} or 401."""
-    _, _, sessions = _state(request)
+    _, _, sessions = state(request)
     return JSONResponse(await sessions.describe(await current_identity(request)))
 
 
@@ -212,7 +214,7 @@ async def auth_check(request: Request) -> Response:
 
 async def _rotate(request: Request) -> Authenticated:
     """Refresh with this browser's refresh cookie; a detected theft drops the cached session."""
-    settings, login, sessions = _state(request)
+    settings, login, sessions = state(request)
     try:
         return await refresh(login, request.cookies.get(settings.refresh_cookie))
     except RefreshRefusedError as e:
@@ -254,7 +256,7 @@ async def refresh_page(request: Request) -> Response:
 
 async def sessions_list(request: Request) -> Response:
     """GET /api/sessions: the person's live sessions, the current one marked."""
-    _, _, sessions = _state(request)
+    _, _, sessions = state(request)
     rows = await sessions.list(await current_identity(request))
     for row in rows:
         row["device"] = describe_device(row["user_agent"] or "") or "Unknown device"
@@ -263,7 +265,7 @@ async def sessions_list(request: Request) -> Response:
 
 async def session_delete(request: Request) -> Response:
     """DELETE /api/sessions/{id} -> 204; 404 for an unknown session or someone else's."""
-    settings, _, sessions = _state(request)
+    settings, _, sessions = state(request)
     if not origin_allowed(request.headers.get("origin"), settings):
         raise ForbiddenOriginError()
     identity = await current_identity(request)

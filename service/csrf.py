@@ -9,6 +9,7 @@ say where a request comes from; the token covers the ones that do not.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import logging
@@ -40,9 +41,15 @@ class Token:
     fresh: bool
 
 
+@functools.lru_cache(maxsize=4)
+def _csrf_key(secret_key: bytes) -> bytes:
+    # Derived once per secret, not on every form rendered or posted.
+    return Keys.from_secret(secret_key).csrf
+
+
 def form_value(cookie: str, settings: Settings) -> str:
     """The hidden-field value that matches a cookie value."""
-    key = Keys.from_secret(settings.secret_key).csrf
+    key = _csrf_key(settings.secret_key)
     return hmac.new(key, cookie.encode("ascii"), hashlib.sha256).hexdigest()
 
 

@@ -17,9 +17,6 @@ from starlette.types import Message, Receive, Scope, Send
 
 from service import brand, csrf
 from service.errors import ErrorCode, ServiceError
-from service.flows import Login
-from service.security import client_ip
-from service.sessions import Sessions
 from service.settings import Settings
 
 log = logging.getLogger("latch.web")
@@ -123,17 +120,6 @@ def error_page(request: Request, error: ServiceError) -> Response:
 def redirect(url: str) -> RedirectResponse:
     """303 See Other: the browser follows with a GET and re-sends no form."""
     return RedirectResponse(url, status_code=303)
-
-
-def state(request: Request) -> tuple[Settings, Login, Sessions]:
-    app = request.app.state
-    return app.settings, app.login, app.sessions
-
-
-def client(request: Request, settings: Settings) -> tuple[str, str]:
-    return client_ip(request.scope, settings.trusted_proxies), request.headers.get(
-        "user-agent", ""
-    )[:300]
 
 
 class CachedStatic:

@@ -17,7 +17,7 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from service import account, brand, csrf
-from service.api import current_identity
+from service.api import client, current_identity, state
 from service.cookies import (
     clear_flow_cookie,
     set_flow_cookie,
@@ -33,7 +33,7 @@ from service.errors import (
     UnauthenticatedError,
 )
 from service.flows import Authenticated, Login
-from service.pages import STATIC, CachedStatic, client, error_page, redirect, render, state
+from service.pages import STATIC, CachedStatic, error_page, redirect, render
 from service.security import safe_next
 from service.settings import Settings
 

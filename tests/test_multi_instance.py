@@ -4,7 +4,6 @@ balancer: same SECRET_KEY and KEYS_DIR, same PUBLIC_URL, mail to a real SMTP sin
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import threading
@@ -21,18 +20,12 @@ import pytest
 
 from service import db
 from tests.conftest import ROOT, TEST_ENV, mail_code
+from tests.support.net import free_port
 from tests.support.postgres import PostgresCluster
 from tests.support.smtp import SmtpSink
 from tests.test_postgres import run_on
 
 pytestmark = pytest.mark.postgres
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port
 
 
 @dataclass
@@ -64,7 +57,7 @@ def _wait_healthy(url: str, process: subprocess.Popen[bytes], log: Path) -> None
 def pair(pg_cluster: PostgresCluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pair]:
     """Both instances started at the same moment on an empty database."""
     root = tmp_path_factory.mktemp("instances")
-    ports = [_free_port(), _free_port()]
+    ports = [free_port(), free_port()]
     host = f"127.0.0.1:{ports[0]}"
     url = pg_cluster.create_database()
     with SmtpSink() as sink:

@@ -20,7 +20,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.support.process import HOST, free_port
+from tests.support.net import HOST, free_port
 from tests.support.server import Latch, running_latch
 
 NGINX = "/usr/sbin/nginx"

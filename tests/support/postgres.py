@@ -7,7 +7,6 @@ import os
 import pwd
 import re
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
@@ -17,7 +16,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Self
 
-HOST = "127.0.0.1"
+from .net import HOST, free_port
+
 SUPERUSER = "postgres"
 _SAFE_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 # Speed over durability: the data dies with the test run anyway.
@@ -59,13 +59,6 @@ def find_bindir() -> Path:
         "PostgreSQL server binaries (initdb, pg_ctl) not found via pg_config, "
         "/usr/lib/postgresql/*/bin or PATH; install them (Debian: apt-get install postgresql)"
     )
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((HOST, 0))
-        port: int = sock.getsockname()[1]
-    return port
 
 
 def _remove(root: Path, stop_command: list[str] | None) -> None:
@@ -225,7 +218,7 @@ class PostgresCluster:
         # Between choosing a free port and the postmaster binding it another
         # process may take it; a couple of retries make that race harmless.
         for attempt in range(3):
-            self.port = _free_port()
+            self.port = free_port()
             try:
                 self._pg_ctl_start()
                 return

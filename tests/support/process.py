@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -15,15 +14,7 @@ from typing import Self
 
 import httpx
 
-HOST = "127.0.0.1"
-
-
-def free_port() -> int:
-    """A loopback port nothing listens on right now (the kernel's choice)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((HOST, 0))
-        port: int = sock.getsockname()[1]
-    return port
+from .net import HOST, free_port
 
 
 class LatchProcess:

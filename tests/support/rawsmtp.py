@@ -8,15 +8,10 @@ from collections.abc import Callable
 from types import TracebackType
 from typing import Self
 
-HOST = "127.0.0.1"
+from .net import HOST, free_port
 
-
-def refused_port() -> int:
-    """Return a loopback port on which nothing listens, so connecting is refused."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((HOST, 0))
-        port: int = sock.getsockname()[1]
-    return port
+# A port where nothing listens: connecting is refused at once.
+refused_port = free_port
 
 
 class _RawServer:

@@ -20,7 +20,7 @@ from service.app import create_app
 from service.settings import Settings, load_settings
 from tests.conftest import TEST_ENV, FakeClock, RecordingTransport, mail_code
 
-from .process import HOST, free_port
+from .net import HOST, free_port
 
 
 class ThreadedServer:

@@ -20,7 +20,8 @@ from typing import Self
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
-from .rawsmtp import HOST, DroppingSmtpServer, HangingSmtpServer, refused_port
+from .net import HOST
+from .rawsmtp import DroppingSmtpServer, HangingSmtpServer, refused_port
 from .tls import TlsFiles, write_tls_files
 
 __all__ = [
