@@ -347,3 +347,15 @@ def test_hsts_under_https(make_client: ClientFactory) -> None:
     with make_client(PUBLIC_URL="https://localhost:8443") as client:
         r = client.get("https://localhost:8443/healthz")
         assert r.headers["strict-transport-security"].startswith("max-age=")
+
+
+def test_development_sends_other_host_names_to_public_url_without_the_query(
+    client: TestClient,
+) -> None:
+    r = client.get(
+        "/login/link?t=SECRET", headers={"Host": "localhost:8000"}, follow_redirects=False
+    )
+    assert r.status_code == 302
+    assert r.headers["location"] == BASE_URL + "/login/link"  # the query (a token) is dropped
+    r = client.post("/api/start", json={"email": VICTIM}, headers={"Host": "localhost:8000"})
+    assert r.status_code == 400  # only reads are redirected

@@ -74,3 +74,12 @@ def test_logged_exceptions_keep_where_but_not_their_message() -> None:
     assert line["exc_type"] == "ValueError"
     assert any("test_metrics.py" in frame for frame in line["exc_where"])
     assert "123456" not in json.dumps(line)
+
+
+def test_refresh_is_counted_as_session_refreshed(
+    client: TestClient, transport: RecordingTransport
+) -> None:
+    sign_in(client, transport, "r@example.com")
+    r = client.post("/api/refresh", json={})
+    assert r.status_code == 200, r.text
+    assert _counter(client.get("/metrics").text, "session.refreshed") == 1

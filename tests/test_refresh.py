@@ -12,7 +12,7 @@ import httpx
 import httpx2
 from starlette.testclient import TestClient
 
-from tests.conftest import ClientFactory, FakeClock, RecordingTransport, sign_in
+from tests.conftest import ClientFactory, FakeClock, RecordingTransport, SettingsFactory, sign_in
 from tests.support.server import running_latch
 
 EMAIL = "erin@example.com"
@@ -300,3 +300,20 @@ def test_rotation_grace_and_reuse_on_each_backend(
         clock.advance(31)
         assert refresh(client, first.refresh).status_code == 401  # reuse after the grace
         assert check(client, tab_a.access) == 401
+
+
+def test_auth_check_refuses_an_idle_expired_session(
+    make_settings: SettingsFactory, transport: RecordingTransport, clock: FakeClock
+) -> None:
+    from service.app import create_app
+    from tests.conftest import BASE_URL
+
+    settings = make_settings()
+    app = create_app(settings, mail_transport=transport, clock=clock)
+    with TestClient(app, base_url=BASE_URL) as client:
+        tokens = signed_in(client, transport)
+    clock.advance(7 * DAY + 1)  # idle past SESSION_IDLE_TTL, still within the 30-day maximum
+    # A fresh instance (nothing cached) asks the database, which says the session is over.
+    again = create_app(settings, mail_transport=transport, clock=clock)
+    with TestClient(again, base_url=BASE_URL) as other:
+        assert check(other, tokens.access) == 401
