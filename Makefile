@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: install run test lint fmt typecheck bench soak clean
+.PHONY: install system-packages run test lint fmt typecheck bench soak clean
 
 install: $(STAMP)
 
@@ -18,7 +18,11 @@ $(STAMP): pyproject.toml
 run: install
 	$(BIN)/python -m service
 
-test: install lint
+# The Debian packages the suite runs as real parts (PostgreSQL, Chromium, nginx…), when missing.
+system-packages:
+	bash tests/system/install-packages
+
+test: system-packages install lint
 	$(BIN)/python -m pytest -q
 
 lint: install
