@@ -24,6 +24,7 @@ from starlette.responses import Response
 from service.crypto import Keys
 from service.errors import CsrfError
 from service.settings import Settings
+from service.web.state import app_state
 
 log = logging.getLogger("latch.csrf")
 FIELD = "csrf"
@@ -112,7 +113,7 @@ def field(form: FormData, name: str) -> str:
 async def read_form(request: Request) -> FormData:
     """The form of a POST from Latch's own pages, else CsrfError: the origin rule is checked
     before the body is read, then the token."""
-    settings: Settings = request.app.state.settings
+    settings: Settings = app_state(request).settings
     check_origin(request.headers, settings)
     form = await request.form(max_files=0, max_fields=MAX_FIELDS)
     check_token(request.cookies.get(settings.csrf_cookie), field(form, FIELD), settings)
