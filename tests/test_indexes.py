@@ -17,13 +17,14 @@ from typing import Any, TypeVar
 
 from service import crypto, db, store
 from service.db import Q, UseCase
+from service.settings import LimitSettings
 
 T = TypeVar("T")
 
 FLOWS = 1_000_000
 USERS = 100_000
 TABLES = ("login_flows", "mail_log", "users", "sessions", "address_failures")
-LIMITS = store.Limits(
+LIMITS = LimitSettings(
     code_attempts=5,
     address_failures=100,
     address_lock=86400,

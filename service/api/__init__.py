@@ -260,7 +260,7 @@ async def configuration(request: Request) -> Response:
     base = settings.public_url
     body = {
         "issuer": base,
-        "audience": settings.audience,
+        "audience": settings.tokens.audience,
         "jwks_uri": f"{base}/.well-known/jwks.json",
         "cookie_names": {"session": settings.session_cookie, "refresh": settings.refresh_cookie},
         "refresh_url": f"{base}/refresh",

@@ -87,7 +87,7 @@ class Sessions:
             return cached
         try:
             claims = self.keyring.verify(
-                token, issuer=self.settings.public_url, audience=self.settings.audience
+                token, issuer=self.settings.public_url, audience=self.settings.tokens.audience
             )
         except TokenError as e:
             log.debug("access token refused: %s", e)

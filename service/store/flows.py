@@ -7,7 +7,8 @@ from typing import Literal
 
 from service.crypto import same
 from service.db import Lock, Q, Row, UseCase
-from service.store.limits import Limits, mail_limit_wait
+from service.settings import LimitSettings
+from service.store.limits import mail_limit_wait
 from service.store.users import find_user
 
 FlowState = Literal["pending", "used", "expired", "dead", "mail_failed", "not_found"]
@@ -85,7 +86,7 @@ def flow_state(row: Row, now: int, max_attempts: int) -> FlowState:
     return "pending"
 
 
-def open_flow(flow: NewFlow, limits: Limits, now: int) -> UseCase[Outcome]:
+def open_flow(flow: NewFlow, limits: LimitSettings, now: int) -> UseCase[Outcome]:
     """Check the mail and start limits, then store the flow and log its mail."""
     # Count-then-insert must not interleave for one address (PostgreSQL; SQLite serialises).
     yield Lock("address:" + flow.email_key)
@@ -115,7 +116,7 @@ def _lock_flow(flow_id: str) -> UseCase[Row | None]:
 
 
 def resend_flow(
-    flow_id: str, *, code_hash: str, link_hash: str, limits: Limits, now: int, ttl: int
+    flow_id: str, *, code_hash: str, link_hash: str, limits: LimitSettings, now: int, ttl: int
 ) -> UseCase[Outcome]:
     """Put a new code and link on a pending flow (attempts kept), within the mail limits."""
     row = yield from _lock_flow(flow_id)
@@ -153,7 +154,7 @@ def verify_code(
     candidate_hash: str,
     *,
     session: NewSession,
-    limits: Limits,
+    limits: LimitSettings,
     allow_signup: bool,
     now: int,
 ) -> UseCase[Outcome]:
@@ -193,7 +194,7 @@ def verify_code(
     return Outcome("ok", sign_in=sign_in)
 
 
-def _wrong_code(row: Row, limits: Limits, now: int) -> UseCase[Outcome]:
+def _wrong_code(row: Row, limits: LimitSettings, now: int) -> UseCase[Outcome]:
     if limits.code_attempts and row["attempts"] >= limits.code_attempts:
         yield Q(
             "UPDATE login_flows SET consumed_at = :now, outcome = 'too_many_attempts'"
@@ -222,7 +223,7 @@ def verify_link(
     candidate_hash: str,
     *,
     session: NewSession,
-    limits: Limits,
+    limits: LimitSettings,
     allow_signup: bool,
     now: int,
 ) -> UseCase[Outcome]:
@@ -250,7 +251,7 @@ def peek_link(flow_id: str, candidate_hash: str, max_attempts: int, now: int) ->
 
 
 def _complete_sign_in(
-    row: Row, session: NewSession, limits: Limits, allow_signup: bool, now: int
+    row: Row, session: NewSession, limits: LimitSettings, allow_signup: bool, now: int
 ) -> UseCase[SignIn]:
     """Consume the flow, end the address's other flows, find or create the user, open a session."""
     p = {"id": row["id"], "k": row["email_key"], "now": now}
