@@ -171,7 +171,13 @@ def _request_plans(database: db.Database, now: int) -> Awaitable[dict[str, list[
 
     def session(i: int) -> store.NewSession:
         return store.NewSession(
-            f"new-s{i}", f"new-r{i}", now + 600, now + 900, "10.9.9.9", "t", f"new-u{i}"
+            id=f"new-s{i}",
+            refresh_hash=f"new-r{i}",
+            idle_expires_at=now + 600,
+            expires_at=now + 900,
+            ip="10.9.9.9",
+            user_agent="t",
+            new_user_id=f"new-u{i}",
         )
 
     async def work() -> dict[str, list[Plan]]:

@@ -30,7 +30,7 @@ from service.settings import Settings
 log = logging.getLogger("latch.mail")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class MailJob:
     """One sign-in mail to send: the code and link exist only here and in the message."""
 

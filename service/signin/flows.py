@@ -33,7 +33,7 @@ log = logging.getLogger("latch.flows")
 Clock = Callable[[], float]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Started:
     """A flow that was started or resent: what the browser or API caller is told."""
 
@@ -43,7 +43,7 @@ class Started:
     flow_cookie: str
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Authenticated:
     """A completed sign-in: the tokens to set as cookies and where to go next."""
 
@@ -56,7 +56,7 @@ class Authenticated:
     next_url: str
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class LinkView:
     """What GET /login/link may show: the state and the masked address."""
 
@@ -139,7 +139,18 @@ class Login:
         user_agent: str,
     ) -> None:
         link = f"{self.settings.public_url}/login/link?t={token}"
-        self.mailer.submit(MailJob(flow_id, seq, email, code, link, expires_at, ip, user_agent))
+        self.mailer.submit(
+            MailJob(
+                flow_id=flow_id,
+                seq=seq,
+                to=email,
+                code=code,
+                link=link,
+                expires_at=expires_at,
+                ip=ip,
+                user_agent=user_agent,
+            )
+        )
 
     async def start(self, *, email: str, next_url: str, ip: str, user_agent: str) -> Started:
         """Validate the address, check limits, store a flow and queue its mail.
@@ -268,7 +279,7 @@ class Login:
         )
         if outcome.state != "pending" or outcome.flow is None:
             raise refusal(outcome)
-        return LinkView(outcome.state, mask_email(outcome.flow["email"]))
+        return LinkView(state=outcome.state, masked_email=mask_email(outcome.flow["email"]))
 
     async def verify_link(
         self, *, token: str, browser_flow_id: str | None, ip: str, user_agent: str

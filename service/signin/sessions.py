@@ -28,7 +28,7 @@ JWT_CACHE_SIZE = 10_000
 SESSION_CACHE_SIZE = 50_000
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Identity:
     """Who a valid access token speaks for."""
 
@@ -95,7 +95,9 @@ class Sessions:
         sid, email = claims.get("sid"), claims.get("email")
         if not isinstance(sid, str) or not isinstance(email, str):
             raise UnauthenticatedError()
-        identity = Identity(str(claims["sub"]), email, sid, int(claims["exp"]))
+        identity = Identity(
+            user_id=str(claims["sub"]), email=email, session_id=sid, expires_at=int(claims["exp"])
+        )
         self._tokens.put(token, identity)
         return identity
 

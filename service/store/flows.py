@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import KW_ONLY, dataclass
 from typing import Literal
 
 from service.crypto import same
@@ -19,7 +19,7 @@ _FLOW_COLUMNS = (
 )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class NewFlow:
     """A login flow about to be stored (hashes only, never the code or link secret)."""
 
@@ -34,7 +34,7 @@ class NewFlow:
     user_agent: str
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class NewSession:
     """A session about to be opened by a successful sign-in."""
 
@@ -47,7 +47,7 @@ class NewSession:
     new_user_id: str
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class SignIn:
     """Who signed in, into which session, and where they go next."""
 
@@ -64,6 +64,7 @@ class Outcome:
     """The result of a use case that may be refused: `state` says why."""
 
     state: str
+    _: KW_ONLY
     sign_in: SignIn | None = None
     tries_left: int = 0
     retry_after: int = 0
