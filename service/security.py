@@ -183,8 +183,16 @@ def client_ip(scope: Scope, trusted: tuple[Network, ...]) -> str:
     peer = (scope.get("client") or ("", 0))[0] or ""
     if not trusted or not _in(peer, trusted):
         return peer
-    forwarded = Headers(scope=scope).get("x-forwarded-for", "")
-    for candidate in reversed([p.strip() for p in forwarded.split(",") if p.strip()]):
+    # Every X-Forwarded-For line, in order, as one list: HAProxy's `option forwardfor` adds a
+    # line of its own after the client's instead of appending to it, so reading only the first
+    # line (Headers.get) would believe whatever the client wrote there.
+    hops = [
+        hop.strip()
+        for value in Headers(scope=scope).getlist("x-forwarded-for")
+        for hop in value.split(",")
+        if hop.strip()
+    ]
+    for candidate in reversed(hops):
         if not _in(candidate, trusted):
             return candidate if _is_ip(candidate) else peer
     return peer
