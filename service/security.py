@@ -5,7 +5,7 @@ from __future__ import annotations
 import ipaddress
 import json
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import quote, urlsplit, urlunsplit
 
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -164,7 +164,7 @@ class HostCheckMiddleware:
             await self.app(scope, receive, send)
             return
         if self.settings.development and scope["method"] == "GET":
-            location = (self.settings.public_url + scope["path"]).encode()
+            location = (self.settings.public_url + location_path(scope["path"])).encode("ascii")
             await send(
                 {
                     "type": "http.response.start",
@@ -175,6 +175,23 @@ class HostCheckMiddleware:
             await send({"type": "http.response.body", "body": b""})
             return
         await send_error(scope, send, 400, "invalid_request", "Unknown host.")
+
+
+# RFC 3986 `pchar` without "%": what may stand unencoded in the path of a Location.
+_PATH_SAFE = "/!$&'()*+,;=:@-._~"
+
+
+def location_path(path: str) -> str:
+    """A decoded request path, percent-encoded for a Location header.
+
+    The ASGI path is already percent-decoded, so `/%0D%0ASet-Cookie:…` arrives holding a real
+    CR LF: put into a header raw, it splits the header (uvicorn then drops the connection).
+    Everything outside `pchar` is encoded, `%` included (it was decoded once already), and
+    whatever is not valid Unicode is replaced, so any path gives one ASCII header value.
+    """
+    encoded = quote(path, safe=_PATH_SAFE, errors="replace")
+    # An asterisk-form or absolute-form target may leave a path without its leading slash.
+    return encoded if encoded.startswith("/") else "/" + encoded
 
 
 def client_ip(scope: Scope, trusted: tuple[Network, ...]) -> str:
