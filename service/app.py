@@ -32,6 +32,7 @@ from service.security import (
 )
 from service.sessions import Sessions
 from service.settings import Settings
+from service.timeouts import BodyTimeoutMiddleware
 from service.tokens import Keyring, ensure_key
 from service.transports import Transport, default_transport
 
@@ -93,6 +94,7 @@ def create_app(
             *_cors(settings),
             Middleware(SecurityHeadersMiddleware, settings=settings),
             Middleware(HostCheckMiddleware, settings=settings),
+            Middleware(BodyTimeoutMiddleware, timeout=settings.body_timeout),
             Middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes),
         ],
         exception_handlers={
