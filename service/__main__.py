@@ -94,12 +94,18 @@ def serve(settings: Settings, host: str, port: int) -> None:
     import uvicorn
 
     from service.app import create_app
+    from service.timeouts import http_protocol
 
     app = create_app(settings)
     uvicorn.run(
         app,
         host=host,
         port=port,
+        # Slow clients: a deadline for the headers (uvicorn has none of its own), idle
+        # kept-alive connections closed, and a cap on connections (503 beyond it).
+        http=http_protocol(settings.header_timeout),
+        timeout_keep_alive=settings.keep_alive_timeout,
+        limit_concurrency=settings.max_connections or None,
         access_log=False,
         proxy_headers=False,
         server_header=False,

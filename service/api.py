@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 from urllib.parse import urlencode
 
@@ -10,6 +9,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
+from service.bodies import parse_json
 from service.cookies import (
     clear_flow_cookie,
     clear_session_cookies,
@@ -48,10 +48,7 @@ async def read_json(request: Request, settings: Settings) -> dict[str, Any]:
     raw = await request.body()
     if not raw.strip():
         return {}
-    try:
-        body = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as e:
-        raise InvalidRequestError("The body is not valid JSON.") from e
+    body = parse_json(raw)  # bounded nesting, valid Unicode only: hostile input is a 400
     if not isinstance(body, dict):
         raise InvalidRequestError("The body must be a JSON object.")
     return body

@@ -21,6 +21,7 @@ from starlette.datastructures import FormData, Headers
 from starlette.requests import Request
 from starlette.responses import Response
 
+from service.bodies import check_form_encoding
 from service.crypto import Keys
 from service.errors import CsrfError
 from service.settings import Settings
@@ -114,6 +115,10 @@ async def read_form(request: Request) -> FormData:
     before the body is read, then the token."""
     settings: Settings = request.app.state.settings
     check_origin(request.headers, settings)
+    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if ctype == "application/x-www-form-urlencoded":
+        # Read first (Starlette keeps the body for `form()`): bad UTF-8 is refused, not replaced.
+        check_form_encoding(await request.body())
     form = await request.form(max_files=0, max_fields=MAX_FIELDS)
     check_token(request.cookies.get(settings.csrf_cookie), field(form, FIELD), settings)
     return form
