@@ -188,7 +188,9 @@ def _keys_retire(settings: Settings, kid: str, force: bool) -> int:
         print(f"tokens signed by {kid} may be valid for {wait} s more (--force)", file=sys.stderr)
         return 1
     tokens.set_state(settings.keys_dir, kid, "removed")
-    print(f"{kid} is no longer published")
+    # Every instance drops it at its next reload, and with it every token it signed, cached or
+    # not (the caches of verified tokens are tied to the keyring): the way to cut off a leaked key.
+    print(f"{kid} is no longer published; its tokens are refused from the next key reload")
     return 0
 
 

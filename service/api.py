@@ -286,6 +286,8 @@ async def configuration(request: Request) -> Response:
         "auth_check_url": f"{base}/auth/check",
         "algorithms": sorted({k["alg"] for k in keys}),
         "token_type": "at+jwt",
+        # A verifier refuses tokens that claim to live longer (Verifier(max_lifetime=...)).
+        "access_token_ttl": settings.access_ttl,
     }
     return JSONResponse(body, headers={"Cache-Control": "public, max-age=300"})
 

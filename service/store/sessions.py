@@ -23,14 +23,15 @@ def get_session(session_id: str) -> UseCase[Row | None]:
     return rows[0] if rows else None
 
 
-def session_valid(session_id: str, now: int) -> UseCase[bool]:
-    """Unrevoked, not idle-expired, within its absolute lifetime (the /auth/check question)."""
+def session_owner(session_id: str, now: int) -> UseCase[str | None]:
+    """The user of a live session (unrevoked, not idle-expired, within its absolute lifetime),
+    else None: the /auth/check question, which also checks that this user is the token's `sub`."""
     rows = yield Q(
-        "SELECT 1 AS ok FROM sessions WHERE id = :id AND revoked_at IS NULL"
+        "SELECT user_id FROM sessions WHERE id = :id AND revoked_at IS NULL"
         " AND expires_at > :now AND idle_expires_at > :now",
         {"id": session_id, "now": now},
     )
-    return bool(rows)
+    return str(rows[0]["user_id"]) if rows else None
 
 
 def list_sessions(user_id: str, now: int) -> UseCase[list[Row]]:
