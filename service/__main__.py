@@ -94,7 +94,7 @@ def serve(settings: Settings, host: str, port: int) -> None:
     import uvicorn
 
     from service.app import create_app
-    from service.timeouts import http_protocol
+    from service.web.timeouts import http_protocol
 
     app = create_app(settings)
     uvicorn.run(

@@ -20,21 +20,22 @@ from starlette.routing import Route
 from service import api, db, store
 from service.crypto import Keys
 from service.db import Database, open_database
+from service.delivery.mail import Mailer
+from service.delivery.transports import Transport, default_transport
 from service.errors import MethodNotAllowedError, NotFoundError, ServiceError
-from service.flows import Login
-from service.mailer import Mailer
-from service.metrics import AccessLogMiddleware, Metrics
-from service.security import (
+from service.settings import Settings
+from service.signin.flows import Login
+from service.signin.sessions import Sessions
+from service.tokens import Keyring, ensure_key
+from service.web.metrics import AccessLogMiddleware, Metrics
+from service.web.security import (
     BodyLimitMiddleware,
     HostCheckMiddleware,
     SecurityHeadersMiddleware,
     wants_json,
 )
-from service.sessions import Sessions
-from service.settings import Settings
-from service.timeouts import BodyTimeoutMiddleware
-from service.tokens import Keyring, ensure_key
-from service.transports import Transport, default_transport
+from service.web.state import AppState, attach_state
+from service.web.timeouts import BodyTimeoutMiddleware
 
 log = logging.getLogger("latch")
 KEY_RELOAD_INTERVAL = 5.0
@@ -85,7 +86,7 @@ def create_app(
             await database.disconnect()
             metrics.uninstall()
 
-    from service import web
+    from service.pages import signin as web
 
     app = Starlette(
         routes=[*api.routes, Route("/metrics", metrics.endpoint), *web.routes],
@@ -105,14 +106,19 @@ def create_app(
         },
         lifespan=lifespan,
     )
-    app.state.settings = settings
-    app.state.db = database
-    app.state.keyring = keyring
-    app.state.mailer = mailer
-    app.state.login = Login(settings, database, mailer, keyring, clock)
-    app.state.sessions = Sessions(settings, database, keyring, clock)
-    app.state.clock = clock
-    app.state.metrics = metrics
+    attach_state(
+        app,
+        AppState(
+            settings=settings,
+            database=database,
+            keyring=keyring,
+            mailer=mailer,
+            login=Login(settings, database, mailer, keyring, clock),
+            sessions=Sessions(settings, database, keyring, clock),
+            metrics=metrics,
+            clock=clock,
+        ),
+    )
     return app
 
 
@@ -136,7 +142,7 @@ async def _service_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, ServiceError)
     if wants_json(request.url.path):
         return api.json_error(exc)
-    from service import pages
+    from service.pages import render as pages
 
     return pages.error_page(request, exc)
 

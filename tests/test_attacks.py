@@ -15,7 +15,8 @@ import pytest
 from starlette.testclient import TestClient
 
 from service.app import create_app
-from service.security import safe_next
+from service.web.security import safe_next
+from service.web.state import app_state_of
 from tests.conftest import (
     BASE_URL,
     ClientFactory,
@@ -194,7 +195,7 @@ def test_enumeration_known_and_unknown_addresses_answer_alike(
     from service import crypto, store
 
     with make_client(ALLOW_SIGNUP=allow_signup) as client:
-        db = client.app.state.db  # type: ignore[attr-defined]
+        db = app_state_of(client).database
         client.portal.call(  # type: ignore[union-attr]
             db.run, store.add_user(crypto.new_id(), "known@example.com", "known@example.com", 0)
         )

@@ -19,6 +19,7 @@ from cryptography.hazmat.primitives.asymmetric import ed25519
 from service import tokens
 from service.tokens import Keyring
 from service.verifier import InvalidTokenError, Verifier
+from service.web.state import app_state_of
 from tests.support.server import Latch, running_latch
 
 JWKS = "/.well-known/jwks.json"
@@ -62,7 +63,7 @@ def verifier_for(latch: Latch, **kw: object) -> Verifier:
 
 def test_rotation_keeps_old_tokens_valid_and_publishes_before_signing(tmp_path: Path) -> None:
     with running_latch(tmp_path / "data", KEYS_RELOAD_INTERVAL="0.02") as latch:
-        keyring: Keyring = latch.counter.app.state.keyring  # type: ignore[attr-defined]
+        keyring: Keyring = app_state_of(latch.counter).keyring
         old_kid = keyring.current.kid
         with latch.sign_in("gina@example.com") as browser:
             old_token = browser.cookies["latch_session"]
@@ -123,7 +124,7 @@ def test_unknown_kid_triggers_one_refetch_not_one_per_request(tmp_path: Path) ->
 
 def test_retire_refuses_the_current_key_and_one_whose_tokens_may_live(tmp_path: Path) -> None:
     with running_latch(tmp_path / "data", KEYS_RELOAD_INTERVAL="0.02") as latch:
-        keyring: Keyring = latch.counter.app.state.keyring  # type: ignore[attr-defined]
+        keyring: Keyring = app_state_of(latch.counter).keyring
         old_kid = keyring.current.kid
         assert keys_cli(latch, "retire", old_kid).returncode == 1  # it is current
         assert keys_cli(latch, "rotate").returncode == 0

@@ -15,10 +15,11 @@ import pytest
 from starlette.testclient import TestClient
 
 from service.app import create_app
+from service.delivery.mail import MailJob, Renderer
+from service.delivery.transports import PermanentMailError, SmtpTransport, TransientMailError
 from service.errors import ConfigError
-from service.mailer import MailJob, Renderer
 from service.settings import Settings
-from service.transports import PermanentMailError, SmtpTransport, TransientMailError
+from service.web.state import app_state_of
 from tests.conftest import BASE_URL, FakeClock, RecordingTransport, start
 from tests.support.smtp import (
     DroppingSmtpServer,
@@ -279,7 +280,7 @@ class GateTransport:
 
 def _view(client: TestClient, flow_id: str) -> dict[str, Any]:
     assert client.portal is not None
-    view: dict[str, Any] | None = client.portal.call(client.app.state.login.flow_view, flow_id)  # type: ignore[attr-defined]
+    view: dict[str, Any] | None = client.portal.call(app_state_of(client).login.flow_view, flow_id)
     assert view is not None
     return view
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from starlette.testclient import TestClient
 
+from service.web.state import app_state_of
 from tests.conftest import RecordingTransport, mail_code, mail_token, start
 
 
@@ -17,7 +18,7 @@ def test_database_file_holds_no_plaintext_code_or_link_token(
     start(client, "bob@example.com")
     message = transport.wait_for("bob@example.com")
     code, token = mail_code(message), mail_token(message)
-    _, secret = client.app.state.login.links.loads(token, max_age=600)  # type: ignore[attr-defined]
+    _, secret = app_state_of(client).login.links.loads(token, max_age=600)
     data_dir = tmp_path / "data"
     raw = b"".join(p.read_bytes() for p in data_dir.glob("latch.db*"))
     assert raw, "the database file was not found"

@@ -11,10 +11,10 @@ import pytest
 
 from service import crypto, store
 from service.db import UseCase, migrate
+from service.db.sqlite import SQLiteDatabase
 from service.errors import UnauthenticatedError
-from service.sessions import REVOCATION_STALENESS, Sessions
 from service.settings import load_settings
-from service.sqlite import SQLiteDatabase
+from service.signin.sessions import REVOCATION_STALENESS, Sessions
 from service.tokens import Keyring
 
 

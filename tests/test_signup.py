@@ -10,15 +10,16 @@ from pathlib import Path
 from starlette.testclient import TestClient
 
 from service import store
+from service.web.state import app_state_of
 from tests.conftest import ClientFactory, RecordingTransport, SettingsFactory, mail_code, start
 
 
 def _mail_status(client: TestClient, flow_id: str) -> str:
     deadline = time.monotonic() + 5
     while time.monotonic() < deadline:
-        database = client.app.state.db  # type: ignore[attr-defined]
+        database = app_state_of(client).database
         row = client.portal.call(database.run, store.get_flow(flow_id))  # type: ignore[union-attr]
-        if row["mail_status"] != "queued":
+        if row is not None and row["mail_status"] != "queued":
             return str(row["mail_status"])
         time.sleep(0.02)
     raise AssertionError("mail never left the queue")

@@ -12,8 +12,9 @@ from typing import Any
 from starlette.testclient import TestClient
 
 from service.app import create_app
+from service.delivery.transports import SmtpTransport, Transport
 from service.settings import Settings
-from service.transports import SmtpTransport, Transport
+from service.web.state import app_state_of
 from tests.conftest import BASE_URL, mail_code, mail_token, start
 from tests.support.smtp import HangingSmtpServer, SmtpSink, html_part, refused_port, text_part
 
@@ -51,7 +52,7 @@ class TappedSmtp:
 def flow_view(client: TestClient, flow_id: str) -> dict[str, Any]:
     """Login.flow_view, run on the app's event loop."""
     assert client.portal is not None
-    view: dict[str, Any] | None = client.portal.call(client.app.state.login.flow_view, flow_id)  # type: ignore[attr-defined]
+    view: dict[str, Any] | None = client.portal.call(app_state_of(client).login.flow_view, flow_id)
     assert view is not None
     return view
 
@@ -68,7 +69,7 @@ def wait_mail_status(client: TestClient, flow_id: str, status: str) -> dict[str,
 def wait_queue_empty(client: TestClient) -> None:
     """Wait (bounded) until the mailer has finished every accepted mail."""
     deadline = time.monotonic() + 10
-    while client.app.state.mailer.depth:  # type: ignore[attr-defined]
+    while app_state_of(client).mailer.depth:
         assert time.monotonic() < deadline, "mail queue did not empty"
         time.sleep(0.01)
 

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from service.db import Q, UseCase
+from service.db.sqlite import SQLiteDatabase
 from service.errors import UnavailableError
-from service.sqlite import SQLiteDatabase
 
 
 def _create() -> UseCase[None]:

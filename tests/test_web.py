@@ -11,8 +11,8 @@ from email.message import EmailMessage
 from starlette.testclient import TestClient
 
 from service.app import create_app
+from service.delivery.transports import PermanentMailError
 from service.settings import Settings
-from service.transports import PermanentMailError
 from tests.conftest import (
     BASE_URL,
     ClientFactory,

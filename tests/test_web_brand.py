@@ -11,8 +11,8 @@ from starlette.testclient import TestClient
 
 from service import colour
 from service.app import create_app
-from service.brand import brand_css
 from service.errors import ConfigError
+from service.pages.brand import brand_css
 from tests.conftest import (
     ClientFactory,
     FakeClock,

@@ -8,6 +8,7 @@ import httpx2
 from itsdangerous import TimestampSigner, URLSafeTimedSerializer
 from starlette.testclient import TestClient
 
+from service.web.state import app_state_of
 from tests.conftest import ClientFactory, FakeClock, RecordingTransport, mail_token, start
 from tests.support.web import csrf_of, other_browser, post_form, start_html
 
@@ -77,7 +78,7 @@ def test_tampered_truncated_and_foreign_tokens_all_read_invalid_link(
 ) -> None:
     start_html(client, EMAIL)
     token = mail_token(transport.wait_for(EMAIL))
-    login = client.app.state.login  # type: ignore[attr-defined]
+    login = app_state_of(client).login
     # Not the last character: of a 43-character base64 signature its low 2 bits are padding,
     # so changing only them (B -> A) would leave the signature valid.
     flipped = token[:-2] + ("A" if token[-2] != "A" else "B") + token[-1]
@@ -112,7 +113,7 @@ def test_link_token_older_than_code_ttl_is_expired_by_its_own_timestamp(
 ) -> None:
     start_html(client, EMAIL)
     token = mail_token(transport.wait_for(EMAIL))
-    login = client.app.state.login  # type: ignore[attr-defined]
+    login = app_state_of(client).login
     flow_id, secret = login.links.loads(token, max_age=600)
 
     class Earlier(TimestampSigner):

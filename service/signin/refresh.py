@@ -25,7 +25,7 @@ import re
 
 from service import crypto, store
 from service.errors import UnauthenticatedError
-from service.flows import Authenticated, Login
+from service.signin.flows import Authenticated, Login
 
 log = logging.getLogger("latch.refresh")
 

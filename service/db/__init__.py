@@ -143,7 +143,7 @@ def open_database(url: str) -> Database:
     if not sep:
         raise ValueError("DATABASE_URL must look like sqlite:///path or postgresql://…")
     if scheme in ("sqlite", "sqlite+aiosqlite"):
-        from service.sqlite import SQLiteDatabase
+        from service.db.sqlite import SQLiteDatabase
 
         return SQLiteDatabase(rest[1:] if rest.startswith("/") else rest)
     if scheme in ("postgresql", "postgresql+asyncpg", "postgres"):

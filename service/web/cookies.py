@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from starlette.responses import Response
 
-from service.flows import Authenticated
 from service.settings import Settings
+from service.signin.flows import Authenticated
 
 
 def _set(

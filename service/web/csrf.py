@@ -21,10 +21,11 @@ from starlette.datastructures import FormData, Headers
 from starlette.requests import Request
 from starlette.responses import Response
 
-from service.bodies import check_form_encoding
 from service.crypto import Keys
 from service.errors import CsrfError
 from service.settings import Settings
+from service.web.bodies import check_form_encoding
+from service.web.state import app_state
 
 log = logging.getLogger("latch.csrf")
 FIELD = "csrf"
@@ -113,7 +114,7 @@ def field(form: FormData, name: str) -> str:
 async def read_form(request: Request) -> FormData:
     """The form of a POST from Latch's own pages, else CsrfError: the origin rule is checked
     before the body is read, then the token."""
-    settings: Settings = request.app.state.settings
+    settings: Settings = app_state(request).settings
     check_origin(request.headers, settings)
     ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if ctype == "application/x-www-form-urlencoded":

@@ -14,7 +14,7 @@ import logging
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from service.security import send_error
+from service.web.security import send_error
 
 log = logging.getLogger("latch.http")
 REQUEST_TIMEOUT = (

@@ -8,12 +8,13 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from service import csrf
-from service.api import current_identity, state
-from service.cookies import clear_session_cookies
 from service.display import describe_device
 from service.errors import UnauthenticatedError
-from service.pages import redirect, render
+from service.pages.render import redirect, render
+from service.web import csrf
+from service.web.cookies import clear_session_cookies
+from service.web.identity import current_identity
+from service.web.state import app_state
 
 ACCOUNT_LOGIN = "/login?next=/account"
 ACCOUNT_REFRESH = "/refresh?next=/account"
@@ -39,7 +40,8 @@ def _moment(then: int, now: int) -> dict[str, str]:
 
 async def account_page(request: Request) -> Response:
     """GET /account: who you are and where you are signed in."""
-    settings, _, sessions = state(request)
+    state = app_state(request)
+    settings, sessions = state.settings, state.sessions
     try:
         identity = await current_identity(request)
     except UnauthenticatedError:
@@ -47,7 +49,7 @@ async def account_page(request: Request) -> Response:
         # in, so it goes through /refresh (which sends it on to sign-in if that fails).
         has_refresh = bool(request.cookies.get(settings.refresh_cookie))
         return redirect(ACCOUNT_REFRESH if has_refresh else ACCOUNT_LOGIN)
-    now = int(request.app.state.clock())
+    now = int(app_state(request).clock())
     rows = [
         {
             "id": s["id"],
@@ -66,7 +68,7 @@ async def account_page(request: Request) -> Response:
 
 async def revoke_submit(request: Request) -> Response:
     """POST /account/sessions/{id}/revoke: sign one of your sessions out."""
-    _, _, sessions = state(request)
+    sessions = app_state(request).sessions
     await csrf.read_form(request)
     try:
         identity = await current_identity(request)
@@ -78,7 +80,8 @@ async def revoke_submit(request: Request) -> Response:
 
 async def logout_submit(request: Request) -> Response:
     """POST /logout (`all=1` for every session): revoke, clear the cookies, 303 to /login."""
-    settings, _, sessions = state(request)
+    state = app_state(request)
+    settings, sessions = state.settings, state.sessions
     form = await csrf.read_form(request)
     everywhere = csrf.field(form, "all") in ("1", "on", "true")
     try:

@@ -9,13 +9,6 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from service.bodies import parse_json
-from service.cookies import (
-    clear_flow_cookie,
-    clear_session_cookies,
-    set_flow_cookie,
-    set_session_cookies,
-)
 from service.display import describe_device
 from service.errors import (
     ForbiddenOriginError,
@@ -24,11 +17,19 @@ from service.errors import (
     ServiceError,
     UnsupportedMediaTypeError,
 )
-from service.flows import Authenticated, Login, Started
-from service.refresh import RefreshRefusedError, refresh
-from service.security import client_ip, origin_allowed, safe_next
-from service.sessions import Identity, Sessions
 from service.settings import Settings
+from service.signin.flows import Authenticated, Login, Started
+from service.signin.refresh import RefreshRefusedError, refresh
+from service.web.bodies import parse_json
+from service.web.cookies import (
+    clear_flow_cookie,
+    clear_session_cookies,
+    set_flow_cookie,
+    set_session_cookies,
+)
+from service.web.identity import client, current_identity
+from service.web.security import origin_allowed, safe_next
+from service.web.state import app_state
 
 MAX_FIELD = 2000
 
@@ -64,18 +65,6 @@ def text_field(body: dict[str, Any], name: str, *, required: bool = True) -> str
     if not isinstance(value, str) or len(value) > MAX_FIELD:
         raise InvalidRequestError(f"`{name}` must be a string.", field=name)
     return value
-
-
-def state(request: Request) -> tuple[Settings, Login, Sessions]:
-    """The app's settings and use cases (shared by the JSON and HTML handlers)."""
-    app = request.app.state
-    return app.settings, app.login, app.sessions
-
-
-def client(request: Request, settings: Settings) -> tuple[str, str]:
-    """The client IP (proxy-aware, DESIGN §4) and a bounded User-Agent."""
-    ip = client_ip(request.scope, settings.trusted_proxies)
-    return ip, request.headers.get("user-agent", "")[:300]
 
 
 def _started(started: Started, settings: Settings) -> Response:
@@ -116,28 +105,31 @@ def _flow_id(request: Request, body: dict[str, Any], login: Login, settings: Set
 
 async def start(request: Request) -> Response:
     """POST /api/start {"email", "next"?} -> 202."""
-    settings, login, _ = state(request)
+    state = app_state(request)
+    settings, login = state.settings, state.login
     body = await read_json(request, settings)
     email = text_field(body, "email") or ""
     next_url = safe_next(body.get("next"), settings)
-    ip, ua = client(request, settings)
+    ip, ua = client(request)
     started = await login.start(email=email, next_url=next_url, ip=ip, user_agent=ua)
     return _started(started, settings)
 
 
 async def resend(request: Request) -> Response:
     """POST /api/resend {"flow_id"?} -> 202."""
-    settings, login, _ = state(request)
+    state = app_state(request)
+    settings, login = state.settings, state.login
     body = await read_json(request, settings)
     return _started(await login.resend(flow_id=_flow_id(request, body, login, settings)), settings)
 
 
 async def verify(request: Request) -> Response:
     """POST /api/verify {"code", "flow_id"?} -> 200 + cookies."""
-    settings, login, _ = state(request)
+    state = app_state(request)
+    settings, login = state.settings, state.login
     body = await read_json(request, settings)
     code = text_field(body, "code") or ""
-    ip, ua = client(request, settings)
+    ip, ua = client(request)
     auth = await login.verify_code(
         flow_id=_flow_id(request, body, login, settings), code=code, ip=ip, user_agent=ua
     )
@@ -146,10 +138,11 @@ async def verify(request: Request) -> Response:
 
 async def link(request: Request) -> Response:
     """POST /api/link {"token"} -> 200 + cookies."""
-    settings, login, _ = state(request)
+    state = app_state(request)
+    settings, login = state.settings, state.login
     body = await read_json(request, settings)
     token = text_field(body, "token") or ""
-    ip, ua = client(request, settings)
+    ip, ua = client(request)
     auth = await login.verify_link(
         token=token,
         browser_flow_id=login.flow_from_cookie(request.cookies.get(settings.flow_cookie)),
@@ -159,26 +152,10 @@ async def link(request: Request) -> Response:
     return _signed_in(auth, settings)
 
 
-def access_token(request: Request, settings: Settings) -> str | None:
-    """The access JWT from the session cookie or an `Authorization: Bearer` header."""
-    token = request.cookies.get(settings.session_cookie)
-    if token:
-        return token
-    auth = request.headers.get("authorization", "")
-    if auth[:7].lower() == "bearer ":
-        return auth[7:].strip()
-    return None
-
-
-async def current_identity(request: Request) -> Identity:
-    """The signed-in person of this request, else UnauthenticatedError."""
-    settings, _, sessions = state(request)
-    return await sessions.check(access_token(request, settings))
-
-
 async def logout(request: Request) -> Response:
     """POST /api/logout {"all"?} -> 204, cookies cleared."""
-    settings, _, sessions = state(request)
+    state = app_state(request)
+    settings, sessions = state.settings, state.sessions
     body = await read_json(request, settings)
     everywhere = body.get("all", False)
     if not isinstance(everywhere, bool):
@@ -192,7 +169,7 @@ async def logout(request: Request) -> Response:
 
 async def session(request: Request) -> Response:
     """GET /api/session -> 200 {"user", "session"} or 401."""
-    _, _, sessions = state(request)
+    sessions = app_state(request).sessions
     return JSONResponse(await sessions.describe(await current_identity(request)))
 
 
@@ -211,7 +188,8 @@ async def auth_check(request: Request) -> Response:
 
 async def _rotate(request: Request) -> Authenticated:
     """Refresh with this browser's refresh cookie; a detected theft drops the cached session."""
-    settings, login, sessions = state(request)
+    state = app_state(request)
+    settings, login, sessions = state.settings, state.login, state.sessions
     try:
         return await refresh(login, request.cookies.get(settings.refresh_cookie))
     except RefreshRefusedError as e:
@@ -222,7 +200,7 @@ async def _rotate(request: Request) -> Authenticated:
 
 async def refresh_api(request: Request) -> Response:
     """POST /api/refresh -> 200 as verify, cookies rotated; 401 with cookies cleared."""
-    settings = request.app.state.settings
+    settings = app_state(request).settings
     await read_json(request, settings)
     try:
         auth = await _rotate(request)
@@ -238,7 +216,7 @@ async def refresh_page(request: Request) -> Response:
 
     Rotates and goes back to `next` (when safe); without a good refresh token, on to sign-in.
     """
-    settings = request.app.state.settings
+    settings = app_state(request).settings
     next_url = safe_next(request.query_params.get("next"), settings)
     try:
         auth = await _rotate(request)
@@ -253,7 +231,7 @@ async def refresh_page(request: Request) -> Response:
 
 async def sessions_list(request: Request) -> Response:
     """GET /api/sessions: the person's live sessions, the current one marked."""
-    _, _, sessions = state(request)
+    sessions = app_state(request).sessions
     rows = await sessions.list(await current_identity(request))
     for row in rows:
         row["device"] = describe_device(row["user_agent"] or "") or "Unknown device"
@@ -262,7 +240,8 @@ async def sessions_list(request: Request) -> Response:
 
 async def session_delete(request: Request) -> Response:
     """DELETE /api/sessions/{id} -> 204; 404 for an unknown session or someone else's."""
-    settings, _, sessions = state(request)
+    state = app_state(request)
+    settings, sessions = state.settings, state.sessions
     if not origin_allowed(request.headers.get("origin"), settings):
         raise ForbiddenOriginError()
     identity = await current_identity(request)
@@ -273,8 +252,8 @@ async def session_delete(request: Request) -> Response:
 
 async def configuration(request: Request) -> Response:
     """GET /.well-known/latch-configuration: what a verifier needs to know (cacheable)."""
-    settings = request.app.state.settings
-    keys = request.app.state.keyring.jwks()["keys"]
+    settings = app_state(request).settings
+    keys = app_state(request).keyring.jwks()["keys"]
     base = settings.public_url
     body = {
         "issuer": base,
@@ -295,7 +274,7 @@ async def configuration(request: Request) -> Response:
 async def jwks(request: Request) -> Response:
     """GET /.well-known/jwks.json: the published public keys (cacheable)."""
     return Response(
-        request.app.state.keyring.jwks_json(),
+        app_state(request).keyring.jwks_json(),
         media_type="application/json",
         headers={"Cache-Control": "public, max-age=300"},
     )
@@ -303,9 +282,9 @@ async def jwks(request: Request) -> Response:
 
 async def openapi(request: Request) -> Response:
     """GET /openapi.json: the JSON API described as OpenAPI 3."""
-    from service.openapi import build_spec
+    from service.api.openapi import build_spec
 
-    spec = build_spec(request.app.state.settings.public_url)
+    spec = build_spec(app_state(request).settings.public_url)
     return JSONResponse(spec, headers={"Cache-Control": "public, max-age=300"})
 
 
@@ -318,10 +297,10 @@ async def readyz(request: Request) -> Response:
     """Ready: the database answers and the mail queue has room."""
     from service.db import ping
 
-    state = request.app.state
+    state = app_state(request)
     checks = {"database": True, "mail_queue": not state.mailer.full}
     try:
-        checks["database"] = await state.db.run(ping(), write=False)
+        checks["database"] = await state.database.run(ping(), write=False)
     except ServiceError:
         checks["database"] = False
     ok = all(checks.values())

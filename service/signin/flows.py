@@ -12,6 +12,7 @@ from service import crypto, store
 from service.addresses import parse_email
 from service.crypto import Keys, LinkSigner, LinkTokenError, LinkTokenExpiredError, ValueSigner
 from service.db import Database
+from service.delivery.mail import Mailer, MailJob
 from service.display import mask_email
 from service.errors import (
     CodesLockedError,
@@ -25,7 +26,6 @@ from service.errors import (
     RateLimitedError,
     ServiceError,
 )
-from service.mailer import Mailer, MailJob
 from service.settings import Settings
 from service.tokens import Keyring
 

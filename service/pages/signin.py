@@ -16,13 +16,6 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from service import account, brand, csrf
-from service.api import client, current_identity, state
-from service.cookies import (
-    clear_flow_cookie,
-    set_flow_cookie,
-    set_session_cookies,
-)
 from service.errors import (
     FlowDeadError,
     FlowExpiredError,
@@ -32,10 +25,19 @@ from service.errors import (
     ServiceError,
     UnauthenticatedError,
 )
-from service.flows import Authenticated, Login
-from service.pages import STATIC, CachedStatic, error_page, redirect, render
-from service.security import safe_next
+from service.pages import account, brand
+from service.pages.render import STATIC, CachedStatic, error_page, redirect, render
 from service.settings import Settings
+from service.signin.flows import Authenticated, Login
+from service.web import csrf
+from service.web.cookies import (
+    clear_flow_cookie,
+    set_flow_cookie,
+    set_session_cookies,
+)
+from service.web.identity import client, current_identity
+from service.web.security import safe_next
+from service.web.state import app_state
 
 log = logging.getLogger("latch.web")
 
@@ -68,17 +70,18 @@ async def home(request: Request) -> Response:
 
 async def login_page(request: Request) -> Response:
     """GET /login?next=…: the email form."""
-    settings = request.app.state.settings
+    settings = app_state(request).settings
     next_url = safe_next(request.query_params.get("next"), settings)
     return render(request, "login.html", email="", next_url=next_url)
 
 
 async def login_submit(request: Request) -> Response:
     """POST /login: start a flow, bind it to this browser, 303 to the code page."""
-    settings, login, _ = state(request)
+    state = app_state(request)
+    settings, login = state.settings, state.login
     form = await csrf.read_form(request)
     email, next_url = csrf.field(form, "email"), safe_next(csrf.field(form, "next"), settings)
-    ip, ua = client(request, settings)
+    ip, ua = client(request)
     try:
         started = await login.start(email=email, next_url=next_url, ip=ip, user_agent=ua)
     except ServiceError as e:
@@ -103,7 +106,7 @@ async def code_view(
     request: Request, flow_id: str, *, error: ServiceError | None = None, notice: str | None = None
 ) -> Response:
     """The code page for a flow, with an error from the last attempt if any."""
-    _, login, _ = state(request)
+    login = app_state(request).login
     view = await login.flow_view(flow_id)
     if view is None:
         return error_page(request, error or FlowExpiredError())
@@ -113,7 +116,7 @@ async def code_view(
     message = error.message if error else None
     if isinstance(error, InvalidCodeError) and ended is not None:
         message = ended.message  # "0 tries left" says less than why the sign-in ended
-    left = view["expires_at"] - int(request.app.state.clock())
+    left = view["expires_at"] - int(app_state(request).clock())
     return render(
         request,
         "code.html",
@@ -133,7 +136,8 @@ def _no_flow(request: Request) -> Response:
 
 async def code_page(request: Request) -> Response:
     """GET /login/code: the code form of this browser's flow."""
-    settings, login, _ = state(request)
+    state = app_state(request)
+    settings, login = state.settings, state.login
     flow_id = _browser_flow(request, settings, login)
     if flow_id is None:
         return redirect("/login")
@@ -143,12 +147,13 @@ async def code_page(request: Request) -> Response:
 
 async def code_submit(request: Request) -> Response:
     """POST /login/code: check the code; signed in → 303 to `next`, else the page again."""
-    settings, login, _ = state(request)
+    state = app_state(request)
+    settings, login = state.settings, state.login
     form = await csrf.read_form(request)
     flow_id = _browser_flow(request, settings, login)
     if flow_id is None:
         return _no_flow(request)
-    ip, ua = client(request, settings)
+    ip, ua = client(request)
     try:
         auth = await login.verify_code(
             flow_id=flow_id, code=csrf.field(form, "code"), ip=ip, user_agent=ua
@@ -160,7 +165,8 @@ async def code_submit(request: Request) -> Response:
 
 async def resend_submit(request: Request) -> Response:
     """POST /login/resend: a new code and link for this browser's flow."""
-    settings, login, _ = state(request)
+    state = app_state(request)
+    settings, login = state.settings, state.login
     await csrf.read_form(request)
     flow_id = _browser_flow(request, settings, login)
     if flow_id is None:
@@ -179,7 +185,7 @@ async def resend_submit(request: Request) -> Response:
 
 async def link_page(request: Request) -> Response:
     """GET /login/link?t=…: consumes nothing (mail scanners fetch links); one button to go on."""
-    _, login, _ = state(request)
+    login = app_state(request).login
     token = request.query_params.get("t", "")
     if not token or len(token) > csrf.MAX_FIELD:
         raise InvalidLinkError()
@@ -189,9 +195,10 @@ async def link_page(request: Request) -> Response:
 
 async def link_submit(request: Request) -> Response:
     """POST /login/link: consume the link, open a session, 303 to `next`."""
-    settings, login, _ = state(request)
+    state = app_state(request)
+    settings, login = state.settings, state.login
     form = await csrf.read_form(request)
-    ip, ua = client(request, settings)
+    ip, ua = client(request)
     auth = await login.verify_link(
         token=csrf.field(form, "t"),
         browser_flow_id=_browser_flow(request, settings, login),

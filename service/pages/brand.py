@@ -17,9 +17,10 @@ from starlette.responses import FileResponse, PlainTextResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from service import colour
+from service.delivery.mail import MailJob, Renderer
 from service.errors import NotFoundError
-from service.mailer import MailJob, Renderer
 from service.settings import LOGO_TYPES, Settings
+from service.web.state import app_state
 
 # The preview is a mail, not a page: its styles are inline by necessity (mail clients drop
 # <style>), so it gets its own policy. No script, no form, no framing, images only from Latch,
@@ -68,7 +69,7 @@ def _version(accent: str, logo_file: str) -> str:
 
 async def brand_stylesheet(request: Request) -> Response:
     """GET /static/brand.css: the accent colour (validated as #rgb/#rrggbb at start-up)."""
-    settings: Settings = request.app.state.settings
+    settings: Settings = app_state(request).settings
     return Response(
         brand_css(settings.accent_color),
         media_type="text/css",
@@ -78,7 +79,7 @@ async def brand_stylesheet(request: Request) -> Response:
 
 async def logo(request: Request) -> Response:
     """GET /logo: LOGO_FILE with its image content type; 404 when none is set."""
-    settings: Settings = request.app.state.settings
+    settings: Settings = app_state(request).settings
     if not settings.logo_file:
         raise NotFoundError()
     path = Path(settings.logo_file)
@@ -112,10 +113,10 @@ def sample_job(settings: Settings, now: float | None = None) -> MailJob:
 
 async def mail_preview(request: Request) -> Response:
     """GET /dev/mail/preview (`?part=text` for the plain text): development only, else 404."""
-    settings: Settings = request.app.state.settings
+    settings: Settings = app_state(request).settings
     if not settings.development:
         raise NotFoundError()
-    message = Renderer(settings).render(sample_job(settings, request.app.state.clock()))
+    message = Renderer(settings).render(sample_job(settings, app_state(request).clock()))
     part = "plain" if request.query_params.get("part") == "text" else "html"
     body = message.get_body((part,))
     content = body.get_content() if body is not None else ""

@@ -22,10 +22,10 @@ import jinja2
 
 from service import store
 from service.db import Database
+from service.delivery.transports import PermanentMailError, TransientMailError, Transport
 from service.display import describe_device, mask_email
 from service.errors import ConfigError, UnavailableError
 from service.settings import Settings
-from service.transports import PermanentMailError, TransientMailError, Transport
 
 log = logging.getLogger("latch.mail")
 

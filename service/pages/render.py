@@ -15,9 +15,11 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.staticfiles import StaticFiles
 from starlette.types import Message, Receive, Scope, Send
 
-from service import brand, csrf
 from service.errors import ErrorCode, ServiceError
+from service.pages import brand
 from service.settings import Settings
+from service.web import csrf
+from service.web.state import app_state
 
 log = logging.getLogger("latch.web")
 
@@ -77,7 +79,7 @@ def render(
     **context: Any,
 ) -> HTMLResponse:
     """A page in the layout; pages with forms get the CSRF field (and cookie when new)."""
-    settings: Settings = request.app.state.settings
+    settings: Settings = app_state(request).settings
     token = csrf.token_for(request, settings) if forms else None
     context.setdefault("error", None)
     context.setdefault("notice", None)
@@ -98,7 +100,7 @@ def render(
 def error_page(request: Request, error: ServiceError) -> Response:
     """An error in the format of an HTML endpoint."""
     try:
-        settings: Settings = request.app.state.settings
+        settings: Settings = app_state(request).settings
         detail = DETAILS.get(error.code, "")
         return render(
             request,

@@ -1,0 +1,48 @@
+"""The one typed app state: every collaborator `create_app` builds, read by handlers through
+`app_state(request)` instead of untyped `request.app.state.X` lookups."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from starlette.requests import HTTPConnection
+
+from service.db import Database
+from service.delivery.mail import Mailer
+from service.settings import Settings
+from service.signin.flows import Login
+from service.signin.sessions import Sessions
+from service.tokens import Keyring
+from service.web.metrics import Metrics
+
+
+@dataclass(frozen=True, kw_only=True)
+class AppState:
+    """What a handler may use; built once per app."""
+
+    settings: Settings
+    database: Database
+    keyring: Keyring
+    mailer: Mailer
+    login: Login
+    sessions: Sessions
+    metrics: Metrics
+    clock: Callable[[], float]
+
+
+def app_state(connection: HTTPConnection) -> AppState:
+    """The app state of the app serving this request."""
+    state: AppState = connection.app.state.latch
+    return state
+
+
+def attach_state(app: object, state: AppState) -> None:
+    """Store the state where `app_state` finds it (Starlette's `app.state`)."""
+    app.state.latch = state  # type: ignore[attr-defined]
+
+
+def app_state_of(client: object) -> AppState:
+    """The app state of a test client's (or any holder's) `app`: for tests and tools."""
+    state: AppState = client.app.state.latch  # type: ignore[attr-defined]
+    return state
