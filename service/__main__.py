@@ -90,7 +90,7 @@ async def _applied(database: db.Database, applied: list[int]) -> list[int]:
 
 
 def serve(settings: Settings, host: str, port: int) -> None:
-    """uvicorn with its access log and proxy-header handling off (DESIGN §1.4, §4)."""
+    """uvicorn with its access log and proxy-header handling off (docs/design.md §1.4, §4)."""
     import uvicorn
 
     from service.app import create_app

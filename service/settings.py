@@ -74,7 +74,7 @@ class Settings:
     limit_starts_per_ip: int = 30
     limit_ip_window: int = 900
     max_body_bytes: int = 16 * 1024
-    # Slow clients (DESIGN §9): seconds to send the headers, seconds spent waiting for a body,
+    # Slow clients (design.md §9): seconds to send the headers, seconds spent waiting for a body,
     # idle seconds between requests on a kept-alive connection, connections at once.
     header_timeout: float = 10.0
     body_timeout: float = 10.0

@@ -56,9 +56,6 @@ class _LRU:
         if len(self.data) > self.size:
             self.data.popitem(last=False)
 
-    def drop(self, key: str) -> None:
-        self.data.pop(key, None)
-
 
 class Sessions:
     """Answers "is this access token good right now?" and ends sessions."""

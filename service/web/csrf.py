@@ -1,4 +1,4 @@
-"""CSRF for HTML forms: a signed double-submit token plus the request-origin rule (DESIGN §5).
+"""CSRF for HTML forms: a signed double-submit token plus the request-origin rule (design.md §5).
 
 The cookie holds a random value; the form carries an HMAC of it under the CSRF subkey. A page
 on another site can neither read the cookie (HttpOnly, and cross-origin reads are blocked) nor

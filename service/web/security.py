@@ -37,7 +37,7 @@ def content_security_policy(settings: Settings) -> str:
 
 
 class SecurityHeadersMiddleware:
-    """Adds the headers of DESIGN §5 to every response (unless the endpoint set its own)."""
+    """Adds the headers of docs/design.md §5 to every response (unless the endpoint set its own)."""
 
     def __init__(self, app: ASGIApp, settings: Settings) -> None:
         self.app = app
