@@ -13,7 +13,7 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
 
@@ -35,11 +35,13 @@ from service.web.security import (
     wants_json,
 )
 from service.web.state import AppState, attach_state
+from service.web.timeouts import BodyTimeoutMiddleware
 
 log = logging.getLogger("latch")
 KEY_RELOAD_INTERVAL = 5.0
 # Flows are kept as long as the longest limit window, so that limits can be counted.
 FLOW_RETENTION = 86400
+CLIENT_CLOSED = 499
 
 
 def create_app(
@@ -95,9 +97,11 @@ def create_app(
             *_cors(settings),
             Middleware(SecurityHeadersMiddleware, settings=settings),
             Middleware(HostCheckMiddleware, settings=settings),
+            Middleware(BodyTimeoutMiddleware, timeout=settings.runtime.body_timeout),
             Middleware(BodyLimitMiddleware, max_bytes=settings.limits.body_bytes),
         ],
         exception_handlers={
+            ClientDisconnect: _client_gone,
             ServiceError: _service_error,
             HTTPException: _http_error,
             Exception: _unexpected_error,
@@ -156,6 +160,15 @@ async def _http_error(request: Request, exc: Exception) -> Response:
         error = ServiceError()
         error.status = exc.status_code
     return await _service_error(request, error)
+
+
+async def _client_gone(request: Request, exc: Exception) -> Response:
+    # The client hung up before its body was read: nothing went wrong here, and anyone can do
+    # it at will, so it must not look like an error (nor trip the 5xx alert). 499 is nginx's
+    # "client closed request": the access log and metrics record it; the client never sees it
+    # (uvicorn sends nothing on a closed connection).
+    log.info("http.disconnect %s: the client left before its request was read", request.url.path)
+    return Response(status_code=CLIENT_CLOSED)
 
 
 async def _unexpected_error(request: Request, exc: Exception) -> Response:

@@ -19,6 +19,7 @@ class ErrorCode(StrEnum):
     FLOW_EXPIRED = "flow_expired"
     FLOW_DEAD = "flow_dead"
     TOO_LARGE = "too_large"
+    REQUEST_TIMEOUT = "request_timeout"
     UNSUPPORTED_MEDIA_TYPE = "unsupported_media_type"
     RATE_LIMITED = "rate_limited"
     CODES_LOCKED = "codes_locked"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 from urllib.parse import urlencode
 
@@ -21,6 +20,7 @@ from service.errors import (
 from service.settings import Settings
 from service.signin.flows import Authenticated, Login, Started
 from service.signin.refresh import RefreshRefusedError, refresh
+from service.web.bodies import parse_json
 from service.web.cookies import (
     clear_flow_cookie,
     clear_session_cookies,
@@ -49,10 +49,7 @@ async def read_json(request: Request, settings: Settings) -> dict[str, Any]:
     raw = await request.body()
     if not raw.strip():
         return {}
-    try:
-        body = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as e:
-        raise InvalidRequestError("The body is not valid JSON.") from e
+    body = parse_json(raw)  # bounded nesting, valid Unicode only: hostile input is a 400
     if not isinstance(body, dict):
         raise InvalidRequestError("The body must be a JSON object.")
     return body
@@ -268,6 +265,8 @@ async def configuration(request: Request) -> Response:
         "auth_check_url": f"{base}/auth/check",
         "algorithms": sorted({k["alg"] for k in keys}),
         "token_type": "at+jwt",
+        # A verifier refuses tokens that claim to live longer (Verifier(max_lifetime=...)).
+        "access_token_ttl": settings.sessions.access_ttl,
     }
     return JSONResponse(body, headers={"Cache-Control": "public, max-age=300"})
 

@@ -228,10 +228,16 @@ class BrandSettings:
 
 @dataclass(frozen=True, kw_only=True)
 class RuntimeSettings:
-    """How the process logs and stops."""
+    """How the process serves connections, logs and stops."""
 
     log_level: str = env("LOG_LEVEL", upper, "INFO")
     shutdown_grace: float = env("SHUTDOWN_GRACE", seconds, 20.0)
+    # Slow clients (docs/design.md §9): seconds to send the headers, seconds spent waiting for a
+    # body, idle seconds between requests on a kept-alive connection, connections at once.
+    header_timeout: float = env("HEADER_TIMEOUT", seconds, 10.0)
+    body_timeout: float = env("BODY_TIMEOUT", seconds, 10.0)
+    keep_alive_timeout: int = env("KEEP_ALIVE_TIMEOUT", whole, 5)
+    max_connections: int = env("MAX_CONNECTIONS", whole, 1000)
 
     def validate(self) -> list[str]:
         """The problems of this section, each naming the variable to set."""

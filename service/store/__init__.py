@@ -36,7 +36,7 @@ from service.store.sessions import (
     revoke_session,
     revoke_user_sessions,
     rotate_refresh,
-    session_valid,
+    session_owner,
 )
 from service.store.users import (
     add_user,
@@ -67,7 +67,7 @@ __all__ = [
     "revoke_session",
     "revoke_user_sessions",
     "rotate_refresh",
-    "session_valid",
+    "session_owner",
     "verify_code",
     "verify_link",
 ]

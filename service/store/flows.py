@@ -1,4 +1,13 @@
-"""Login flows: open, resend, verify by code or link, and the sign-in that completes one."""
+"""Login flows: open, resend, verify by code or link, and the sign-in that completes one.
+
+Locks (db.LOCK_ORDER; SQLite serialises every write anyway): every use case here that writes
+takes the address's advisory lock BEFORE any row of the address. A sign-in locks its flow,
+then the address's other live flows, failure count and user: two sign-ins of one address that
+each held one flow and wanted the other's deadlocked (a 500). Under the lock the first signs
+in and ends the other flows, the second finds its flow used (409), as on SQLite; and every
+count-then-act on the address (mail limits, failure count) is exact. A flow's email_key never
+changes, so reading it before the lock is safe.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +15,7 @@ from dataclasses import KW_ONLY, dataclass
 from typing import Literal
 
 from service.crypto import same
-from service.db import Lock, Q, Row, UseCase
+from service.db import Q, Row, UseCase, address_lock, ip_lock, replayable
 from service.settings import LimitSettings
 from service.store.limits import mail_limit_wait
 from service.store.users import find_user
@@ -87,10 +96,17 @@ def flow_state(row: Row, now: int, max_attempts: int) -> FlowState:
     return "pending"
 
 
+@replayable
 def open_flow(flow: NewFlow, limits: LimitSettings, now: int) -> UseCase[Outcome]:
     """Check the mail and start limits, then store the flow and log its mail."""
-    # Count-then-insert must not interleave for one address (PostgreSQL; SQLite serialises).
-    yield Lock("address:" + flow.email_key)
+    # Count-then-insert must not interleave, or racing starts all count the same rows and
+    # pass: per IP (its starts are for many addresses: the address lock alone let 36 of 60
+    # through a limit of 30) and per address (mail limits). IP first (LOCK_ORDER). Not locked:
+    # the global mail limit (a lock would serialise every start of the cluster); it may
+    # overshoot by the starts in flight at once.
+    if limits.starts_per_ip:
+        yield ip_lock(flow.ip)
+    yield address_lock(flow.email_key)
     wait = yield from mail_limit_wait(flow.email_key, flow.ip, limits, now)
     if wait > 0:
         return Outcome("rate_limited", retry_after=wait)
@@ -107,6 +123,16 @@ def open_flow(flow: NewFlow, limits: LimitSettings, now: int) -> UseCase[Outcome
     return Outcome("ok")
 
 
+def _lock_address_of(flow_id: str) -> UseCase[str | None]:
+    """Take the advisory lock of a flow's address (before any row); its email_key, or None."""
+    rows = yield Q("SELECT email_key FROM login_flows WHERE id = :id", {"id": flow_id})
+    if not rows:
+        return None
+    email_key: str = rows[0]["email_key"]
+    yield address_lock(email_key)
+    return email_key
+
+
 def _lock_flow(flow_id: str) -> UseCase[Row | None]:
     """Read a flow and hold its row until the transaction ends (a no-op UPDATE locks it)."""
     rows = yield Q(
@@ -116,17 +142,20 @@ def _lock_flow(flow_id: str) -> UseCase[Row | None]:
     return rows[0] if rows else None
 
 
+@replayable
 def resend_flow(
     flow_id: str, *, code_hash: str, link_hash: str, limits: LimitSettings, now: int, ttl: int
 ) -> UseCase[Outcome]:
     """Put a new code and link on a pending flow (attempts kept), within the mail limits."""
+    # The address before the flow's row: a sign-in holds the address and wants this row.
+    if (yield from _lock_address_of(flow_id)) is None:
+        return Outcome("not_found")
     row = yield from _lock_flow(flow_id)
     if row is None:
         return Outcome("not_found")
     state = flow_state(row, now, limits.code_attempts)
     if state not in ("pending", "mail_failed"):
         return Outcome(state)
-    yield Lock("address:" + row["email_key"])
     wait = yield from mail_limit_wait(row["email_key"], None, limits, now)
     if wait > 0:
         return Outcome("rate_limited", retry_after=wait)
@@ -150,6 +179,7 @@ def get_flow(flow_id: str) -> UseCase[Row | None]:
     return rows[0] if rows else None
 
 
+@replayable
 def verify_code(
     flow_id: str,
     candidate_hash: str,
@@ -164,11 +194,14 @@ def verify_code(
     One transaction: the attempt counter goes up before the hash is compared, and the consuming
     UPDATE is conditional on `consumed_at IS NULL`, so of two racing right answers one wins and
     the other finds the flow used (not a wrong code).
+
+    Under the address lock, so the failure count is exact: racing wrong codes all passed the
+    lock-out check before any was counted (20 evaluated for a limit of 10); now the limit-th
+    wrong code locks and every later one is refused.
     """
-    rows = yield Q("SELECT email_key FROM login_flows WHERE id = :id", {"id": flow_id})
-    if not rows:
+    email_key = yield from _lock_address_of(flow_id)
+    if email_key is None:
         return Outcome("not_found")
-    email_key = rows[0]["email_key"]
     if limits.address_failures:
         rows = yield Q(
             "SELECT locked_until FROM address_failures WHERE email_key = :k", {"k": email_key}
@@ -219,6 +252,7 @@ def _wrong_code(row: Row, limits: LimitSettings, now: int) -> UseCase[Outcome]:
     return Outcome("wrong", tries_left=tries_left)
 
 
+@replayable
 def verify_link(
     flow_id: str,
     candidate_hash: str,
@@ -229,6 +263,8 @@ def verify_link(
     now: int,
 ) -> UseCase[Outcome]:
     """Check a link secret's hash and on success consume the flow and open a session."""
+    if (yield from _lock_address_of(flow_id)) is None:
+        return Outcome("invalid")
     row = yield from _lock_flow(flow_id)
     if row is None or not same(row["link_hash"], candidate_hash):
         return Outcome("invalid")
@@ -254,12 +290,18 @@ def peek_link(flow_id: str, candidate_hash: str, max_attempts: int, now: int) ->
 def _complete_sign_in(
     row: Row, session: NewSession, limits: LimitSettings, allow_signup: bool, now: int
 ) -> UseCase[SignIn]:
-    """Consume the flow, end the address's other flows, find or create the user, open a session."""
+    """Consume the flow, end the address's other flows, find or create the user, open a session.
+
+    Under the address lock; rows in this order: flow, other flows, failures, user, session.
+    """
     p = {"id": row["id"], "k": row["email_key"], "now": now}
     yield Q("UPDATE login_flows SET consumed_at = :now, outcome = 'signed_in' WHERE id = :id", p)
+    # Only live flows: an expired one is dead already, and leaving it alone keeps this
+    # statement off the rows the purge deletes (flows older than a day), so a sign-in and a
+    # purge never lock the same flows in different orders.
     yield Q(
         "UPDATE login_flows SET consumed_at = :now, outcome = 'superseded'"
-        " WHERE email_key = :k AND consumed_at IS NULL AND id <> :id",
+        " WHERE email_key = :k AND consumed_at IS NULL AND expires_at > :now AND id <> :id",
         p,
     )
     if limits.address_failures:

@@ -1,4 +1,4 @@
-"""The abuse limits of DESIGN §4, counted in the database (so they hold across instances)."""
+"""The abuse limits of docs/design.md §4, counted in the database (they hold across instances)."""
 
 from __future__ import annotations
 

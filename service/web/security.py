@@ -5,7 +5,7 @@ from __future__ import annotations
 import ipaddress
 import json
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import quote, urlsplit, urlunsplit
 
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -37,7 +37,7 @@ def content_security_policy(settings: Settings) -> str:
 
 
 class SecurityHeadersMiddleware:
-    """Adds the headers of DESIGN §5 to every response (unless the endpoint set its own)."""
+    """Adds the headers of docs/design.md §5 to every response (unless the endpoint set its own)."""
 
     def __init__(self, app: ASGIApp, settings: Settings) -> None:
         self.app = app
@@ -164,7 +164,7 @@ class HostCheckMiddleware:
             await self.app(scope, receive, send)
             return
         if self.settings.development and scope["method"] == "GET":
-            location = (self.settings.public_url + scope["path"]).encode()
+            location = (self.settings.public_url + location_path(scope["path"])).encode("ascii")
             await send(
                 {
                     "type": "http.response.start",
@@ -177,14 +177,39 @@ class HostCheckMiddleware:
         await send_error(scope, send, 400, "invalid_request", "Unknown host.")
 
 
+# RFC 3986 `pchar` without "%": what may stand unencoded in the path of a Location.
+_PATH_SAFE = "/!$&'()*+,;=:@-._~"
+
+
+def location_path(path: str) -> str:
+    """A decoded request path, percent-encoded for a Location header.
+
+    The ASGI path is already percent-decoded, so `/%0D%0ASet-Cookie:…` arrives holding a real
+    CR LF: put into a header raw, it splits the header (uvicorn then drops the connection).
+    Everything outside `pchar` is encoded, `%` included (it was decoded once already), and
+    whatever is not valid Unicode is replaced, so any path gives one ASCII header value.
+    """
+    encoded = quote(path, safe=_PATH_SAFE, errors="replace")
+    # An asterisk-form or absolute-form target may leave a path without its leading slash.
+    return encoded if encoded.startswith("/") else "/" + encoded
+
+
 def client_ip(scope: Scope, trusted: tuple[Network, ...]) -> str:
     """The socket peer; X-Forwarded-For only when the peer is a trusted proxy (then the
     right-most address that is not itself a trusted proxy)."""
     peer = (scope.get("client") or ("", 0))[0] or ""
     if not trusted or not _in(peer, trusted):
         return peer
-    forwarded = Headers(scope=scope).get("x-forwarded-for", "")
-    for candidate in reversed([p.strip() for p in forwarded.split(",") if p.strip()]):
+    # Every X-Forwarded-For line, in order, as one list: HAProxy's `option forwardfor` adds a
+    # line of its own after the client's instead of appending to it, so reading only the first
+    # line (Headers.get) would believe whatever the client wrote there.
+    hops = [
+        hop.strip()
+        for value in Headers(scope=scope).getlist("x-forwarded-for")
+        for hop in value.split(",")
+        if hop.strip()
+    ]
+    for candidate in reversed(hops):
         if not _in(candidate, trusted):
             return candidate if _is_ip(candidate) else peer
     return peer
