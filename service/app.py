@@ -23,6 +23,8 @@ from service.db import Database, open_database
 from service.delivery.mail import Mailer
 from service.delivery.transports import Transport, default_transport
 from service.errors import MethodNotAllowedError, NotFoundError, ServiceError
+from service.pages import render as pages_render
+from service.pages import signin as pages_signin
 from service.settings import Settings
 from service.signin.flows import Login
 from service.signin.sessions import Sessions
@@ -32,9 +34,9 @@ from service.web.security import (
     BodyLimitMiddleware,
     HostCheckMiddleware,
     SecurityHeadersMiddleware,
-    wants_json,
 )
 from service.web.state import AppState, attach_state
+from service.web.surface import claim_prefix, surface_of, tag_routes
 from service.web.timeouts import BodyTimeoutMiddleware
 
 log = logging.getLogger("latch")
@@ -88,10 +90,12 @@ def create_app(
             await database.disconnect()
             metrics.uninstall()
 
-    from service.pages import signin as web
-
     app = Starlette(
-        routes=[*api.routes, Route("/metrics", metrics.endpoint), *web.routes],
+        routes=[
+            *tag_routes([*api.routes, Route("/metrics", metrics.endpoint)], api.surface),
+            claim_prefix("/api", api.surface),
+            *tag_routes(pages_signin.routes, pages_render.surface),
+        ],
         middleware=[
             Middleware(AccessLogMiddleware, metrics=metrics),
             *_cors(settings),
@@ -142,11 +146,10 @@ def _cors(settings: Settings) -> list[Middleware]:
 
 async def _service_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, ServiceError)
-    if wants_json(request.url.path):
-        return api.json_error(exc)
-    from service.pages import render as pages
-
-    return pages.error_page(request, exc)
+    # The surface the request reached renders it; an unknown path gets the pages' 404.
+    surface = surface_of(request.scope, pages_render.surface)
+    assert surface is not None
+    return await surface.render(request, exc)
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:

@@ -26,6 +26,7 @@ from starlette.testclient import TestClient
 
 from service.tokens import Keyring
 from service.verifier import InvalidTokenError, LatchAuthMiddleware, Verifier
+from service.web.state import app_state_of
 from tests.conftest import RecordingTransport, sign_in
 from tests.support.net import HOST
 from tests.support.server import Latch, ThreadedServer, running_latch
@@ -90,7 +91,7 @@ def test_retired_key_stops_its_cached_tokens_at_auth_check_within_the_reload_int
     tmp_path: Path,
 ) -> None:
     with running_latch(tmp_path / "data", KEYS_RELOAD_INTERVAL="0.05") as latch:
-        keyring: Keyring = latch.counter.app.state.keyring  # type: ignore[attr-defined]
+        keyring: Keyring = app_state_of(latch.counter).keyring
         old_kid = keyring.current.kid
         with latch.sign_in("ivy@example.com") as browser:
             token = browser.cookies["latch_session"]
@@ -106,7 +107,7 @@ def test_retired_key_stops_its_cached_tokens_at_auth_check_within_the_reload_int
 
 def test_verifier_drops_cached_tokens_of_a_key_that_left_the_jwks(tmp_path: Path) -> None:
     with running_latch(tmp_path / "data", KEYS_RELOAD_INTERVAL="0.05") as latch:
-        keyring: Keyring = latch.counter.app.state.keyring  # type: ignore[attr-defined]
+        keyring: Keyring = app_state_of(latch.counter).keyring
         old_kid = keyring.current.kid
         with latch.sign_in("ivy@example.com") as browser:
             token = browser.cookies["latch_session"]
@@ -136,7 +137,7 @@ def test_token_living_longer_than_access_ttl_is_refused_at_auth_check(
     sign_in(client, transport, "jo@example.com")
     genuine = client.cookies["latch_session"]
     client.cookies.clear()  # only the forged bearer speaks below
-    keys_dir = client.app.state.settings.tokens.keys_dir  # type: ignore[attr-defined]
+    keys_dir = app_state_of(client).settings.tokens.keys_dir
     now = int(time.time())
     assert _check(client, _forge(keys_dir, genuine, iat=now, nbf=now, exp=now + 900)) == 200
     with caplog.at_level(logging.DEBUG, logger="latch.sessions"):

@@ -30,6 +30,7 @@ from service.web.cookies import (
 from service.web.identity import client, current_identity
 from service.web.security import origin_allowed, safe_next
 from service.web.state import app_state
+from service.web.surface import Surface
 
 MAX_FIELD = 2000
 
@@ -37,6 +38,14 @@ MAX_FIELD = 2000
 def json_error(error: ServiceError) -> JSONResponse:
     """An error in the JSON API's format."""
     return JSONResponse(error.to_json(), status_code=error.status, headers=error.headers)
+
+
+async def render_error(request: Request, error: ServiceError) -> Response:
+    """How the JSON surface answers any error raised while it handles a request."""
+    return json_error(error)
+
+
+surface = Surface("api", render_error, json=True)
 
 
 async def read_json(request: Request, settings: Settings) -> dict[str, Any]:
