@@ -54,11 +54,13 @@ def create_app(
     clock: Callable[[], float] = time.time,
 ) -> Starlette:
     """The Latch ASGI app. Tests pass a transport, a database or a clock; nothing is patched."""
-    database = database or open_database(settings.resolved_database_url)
-    if settings.development and settings.jwt_algorithm != "HS256":
-        ensure_key(settings.keys_dir, settings.jwt_algorithm)
+    database = database or open_database(settings.storage.resolved_database_url)
+    if settings.development and settings.tokens.algorithm != "HS256":
+        ensure_key(settings.tokens.keys_dir, settings.tokens.algorithm)
     keyring = Keyring(
-        settings.keys_dir, settings.jwt_algorithm, Keys.from_secret(settings.secret_key).jwt_hmac
+        settings.tokens.keys_dir,
+        settings.tokens.algorithm,
+        Keys.from_secret(settings.secret_key).jwt_hmac,
     )
     mailer = Mailer(settings, mail_transport or default_transport(settings), database, clock)
     metrics = Metrics()
@@ -74,14 +76,14 @@ def create_app(
         mailer.start()
         tasks = [
             asyncio.create_task(
-                _reload_keys(keyring, settings.keys_reload_interval), name="latch-keys"
+                _reload_keys(keyring, settings.tokens.keys_reload_interval), name="latch-keys"
             ),
             asyncio.create_task(_purge(database, settings, clock), name="latch-purge"),
         ]
         try:
             yield
         finally:
-            await mailer.drain(settings.shutdown_grace)
+            await mailer.drain(settings.runtime.shutdown_grace)
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
@@ -99,8 +101,8 @@ def create_app(
             *_cors(settings),
             Middleware(SecurityHeadersMiddleware, settings=settings),
             Middleware(HostCheckMiddleware, settings=settings),
-            Middleware(BodyTimeoutMiddleware, timeout=settings.body_timeout),
-            Middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes),
+            Middleware(BodyTimeoutMiddleware, timeout=settings.runtime.body_timeout),
+            Middleware(BodyLimitMiddleware, max_bytes=settings.limits.body_bytes),
         ],
         exception_handlers={
             ClientDisconnect: _client_gone,
@@ -128,12 +130,12 @@ def create_app(
 
 def _cors(settings: Settings) -> list[Middleware]:
     """CORS with credentials for ALLOWED_ORIGINS only (the JSON API still checks Origin)."""
-    if not settings.allowed_origins:
+    if not settings.web.allowed_origins:
         return []
     return [
         Middleware(
             CORSMiddleware,
-            allow_origins=list(settings.allowed_origins),
+            allow_origins=list(settings.web.allowed_origins),
             allow_credentials=True,
             allow_methods=["GET", "POST", "DELETE"],
             allow_headers=["content-type"],
@@ -191,10 +193,10 @@ async def _reload_keys(keyring: Keyring, interval: float) -> None:
 
 async def _purge(database: Database, settings: Settings, clock: Callable[[], float]) -> None:
     """Periodic purge; safe on every instance at once (deletes are idempotent)."""
-    if not settings.purge_interval:
+    if not settings.storage.purge_interval:
         return
     while True:
-        await asyncio.sleep(settings.purge_interval)
+        await asyncio.sleep(settings.storage.purge_interval)
         try:
             counts: dict[str, Any] = await database.run(store.purge(int(clock()), FLOW_RETENTION))
             log.info("purge: %s", counts)

@@ -24,7 +24,7 @@ def derive_subkey(secret_key: bytes, purpose: str) -> bytes:
     return hmac.new(secret_key, b"latch/v1/" + purpose.encode("ascii"), hashlib.sha256).digest()
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Keys:
     """The per-purpose subkeys derived from SECRET_KEY."""
 

@@ -67,7 +67,7 @@ class ExpiredTokenError(InvalidTokenError):
     """Genuine in every respect but expired: a browser can be sent to Latch's /refresh."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Claims:
     """The verified claims of a Latch access JWT."""
 

@@ -28,13 +28,13 @@ JWKS = "/.well-known/jwks.json"
 def keys_cli(latch: Latch, *args: str) -> subprocess.CompletedProcess[str]:
     env = {
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-        "DATA_DIR": str(latch.settings.data_dir),
+        "DATA_DIR": str(latch.settings.storage.data_dir),
         "PUBLIC_URL": latch.url,
     }
     return subprocess.run(
         [sys.executable, "-m", "service", "keys", *args],
         env=env,
-        cwd=latch.settings.data_dir,
+        cwd=latch.settings.storage.data_dir,
         capture_output=True,
         text=True,
         timeout=60,
@@ -134,7 +134,7 @@ def test_retire_refuses_the_current_key_and_one_whose_tokens_may_live(tmp_path: 
         forced = keys_cli(latch, "retire", "--force", old_kid)
         assert forced.returncode == 0, forced.stderr
         wait_until(lambda: old_kid not in published(latch), "the retired key to be unpublished")
-        states = {e["kid"]: e["state"] for e in tokens.list_keys(latch.settings.keys_dir)}
+        states = {e["kid"]: e["state"] for e in tokens.list_keys(latch.settings.tokens.keys_dir)}
         assert states[old_kid] == "removed"
 
 

@@ -266,7 +266,7 @@ async def configuration(request: Request) -> Response:
     base = settings.public_url
     body = {
         "issuer": base,
-        "audience": settings.audience,
+        "audience": settings.tokens.audience,
         "jwks_uri": f"{base}/.well-known/jwks.json",
         "cookie_names": {"session": settings.session_cookie, "refresh": settings.refresh_cookie},
         "refresh_url": f"{base}/refresh",
@@ -275,7 +275,7 @@ async def configuration(request: Request) -> Response:
         "algorithms": sorted({k["alg"] for k in keys}),
         "token_type": "at+jwt",
         # A verifier refuses tokens that claim to live longer (Verifier(max_lifetime=...)).
-        "access_token_ttl": settings.access_ttl,
+        "access_token_ttl": settings.sessions.access_ttl,
     }
     return JSONResponse(body, headers={"Cache-Control": "public, max-age=300"})
 

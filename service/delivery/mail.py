@@ -29,7 +29,7 @@ from service.settings import Settings
 log = logging.getLogger("latch.mail")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class MailJob:
     """One sign-in mail to send: the code and link exist only here and in the message."""
 
@@ -48,7 +48,7 @@ class Renderer:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        loader = jinja2.FileSystemLoader(str(settings.email_templates_dir))
+        loader = jinja2.FileSystemLoader(str(settings.mail.templates_dir))
         html = jinja2.Environment(loader=loader, autoescape=True)
         text = jinja2.Environment(loader=loader, autoescape=False)  # noqa: S701
         # Compiled once, here: compiling takes tens of milliseconds, which would otherwise
@@ -60,27 +60,27 @@ class Renderer:
             self._body_html = html.get_template("body.html")
         except jinja2.TemplateError as e:
             raise ConfigError(
-                f"EMAIL_TEMPLATES_DIR ({settings.email_templates_dir}) must hold valid "
+                f"EMAIL_TEMPLATES_DIR ({settings.mail.templates_dir}) must hold valid "
                 f"subject.txt, body.txt and body.html templates: {type(e).__name__}: {e}"
             ) from e
         # MAIL_FROM is refused at start-up if it holds a line break (settings.validate); the
         # default sender is built as an Address, so APP_NAME is quoted and kept on one line.
-        self.sender = settings.mail_from or str(
-            Address(_one_line(settings.app_name), "login", _mail_domain(settings))
+        self.sender = settings.mail.from_address or str(
+            Address(_one_line(settings.brand.app_name), "login", _mail_domain(settings))
         )
 
     def render(self, job: MailJob) -> EmailMessage:
         """The complete sign-in mail for a job."""
         s = self.settings
         context = {
-            "app_name": s.app_name,
-            "accent_color": s.accent_color,
-            "logo_url": f"{s.public_url}/logo" if s.logo_file else "",
+            "app_name": s.brand.app_name,
+            "accent_color": s.brand.accent_color,
+            "logo_url": f"{s.public_url}/logo" if s.brand.logo_file else "",
             "email": job.to,
             "code": job.code,
             "code_display": f"{job.code[:3]} {job.code[3:]}",
             "link": job.link,
-            "expires_minutes": max(1, s.code_ttl // 60),
+            "expires_minutes": max(1, s.signin.code_ttl // 60),
             "expires_at": formatdate(job.expires_at, usegmt=True)[17:22] + " UTC",
             "request_ip": job.ip,
             "request_device": describe_device(job.user_agent),
@@ -162,7 +162,7 @@ class Mailer:
     @property
     def full(self) -> bool:
         """True when no further mail can be accepted."""
-        return self._pending >= self.settings.mail_queue_size
+        return self._pending >= self.settings.mail.queue_size
 
     def reserve(self) -> None:
         """Hold a place for one mail, or refuse with 503 when the queue is full."""
@@ -181,7 +181,7 @@ class Mailer:
 
     def start(self) -> None:
         """Start the sender tasks."""
-        for i in range(self.settings.mail_workers):
+        for i in range(self.settings.mail.workers):
             self._tasks.append(asyncio.create_task(self._work(), name=f"latch-mail-{i}"))
 
     async def drain(self, grace: float) -> bool:
@@ -221,7 +221,7 @@ class Mailer:
     async def _attempt(self, job: MailJob, attempt: int) -> bool:
         """One delivery attempt; False when a retry was scheduled."""
         now = int(self.clock())
-        check_user = not self.settings.allow_signup
+        check_user = not self.settings.signin.allow_signup
         if attempt > 0 or check_user:
             verdict = await self.database.run(
                 store.claim_mail(job.flow_id, job.seq, check_user=check_user, now=now)
@@ -250,7 +250,7 @@ class Mailer:
         return True
 
     async def _retry_or_fail(self, job: MailJob, attempt: int, error: str) -> bool:
-        delays = self.settings.mail_retry_delays
+        delays = self.settings.mail.retry_delays
         delay = delays[attempt] if attempt < len(delays) else None
         if delay is None or self.clock() + delay >= job.expires_at:
             await self._fail(job, error)

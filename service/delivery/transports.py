@@ -59,21 +59,23 @@ class SmtpTransport:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self._tls_context: ssl.SSLContext | None = None
-        if settings.smtp_tls != "none":
-            self._tls_context = ssl.create_default_context(cafile=settings.smtp_ca_file or None)
+        if settings.mail.smtp_tls != "none":
+            self._tls_context = ssl.create_default_context(
+                cafile=settings.mail.smtp_ca_file or None
+            )
         self._idle: list[tuple[aiosmtplib.SMTP, float]] = []
 
     def _new_client(self) -> aiosmtplib.SMTP:
         s = self.settings
         return aiosmtplib.SMTP(
-            hostname=s.smtp_host,
-            port=s.smtp_port or {"tls": 465, "starttls": 587, "none": 25}[s.smtp_tls],
-            username=s.smtp_username or None,
-            password=s.smtp_password or None,
-            use_tls=s.smtp_tls == "tls",
-            start_tls=s.smtp_tls == "starttls",
+            hostname=s.mail.smtp_host,
+            port=s.mail.smtp_port or {"tls": 465, "starttls": 587, "none": 25}[s.mail.smtp_tls],
+            username=s.mail.smtp_username or None,
+            password=s.mail.smtp_password or None,
+            use_tls=s.mail.smtp_tls == "tls",
+            start_tls=s.mail.smtp_tls == "starttls",
             tls_context=self._tls_context,
-            timeout=s.smtp_timeout,
+            timeout=s.mail.smtp_timeout,
         )
 
     async def _connected(self) -> tuple[aiosmtplib.SMTP, bool]:
@@ -169,4 +171,4 @@ def _untrusted_certificate(error: BaseException) -> bool:
 
 def default_transport(settings: Settings) -> Transport:
     """SMTP when SMTP_HOST is set, else the console."""
-    return SmtpTransport(settings) if settings.smtp_host else ConsoleTransport()
+    return SmtpTransport(settings) if settings.mail.smtp_host else ConsoleTransport()

@@ -85,10 +85,10 @@ def render(
     context.setdefault("error", None)
     context.setdefault("notice", None)
     html = _env.get_template(template).render(
-        app_name=settings.app_name,
+        app_name=settings.brand.app_name,
         brand=brand.brand_version(settings),
-        has_logo=bool(settings.logo_file),
-        allow_signup=settings.allow_signup,
+        has_logo=bool(settings.brand.logo_file),
+        allow_signup=settings.signin.allow_signup,
         csrf=token.field if token else "",
         **context,
     )
@@ -111,7 +111,7 @@ def error_page(request: Request, error: ServiceError) -> Response:
             forms=False,
             heading=HEADINGS.get(error.code, "Something went wrong"),
             error=error.message,
-            detail=detail.format(minutes=max(1, settings.code_ttl // 60)),
+            detail=detail.format(minutes=max(1, settings.signin.code_ttl // 60)),
             found=error.code != ErrorCode.NOT_FOUND,
         )
     except Exception as e:  # a broken template must not turn an error page into a bare 500

@@ -33,7 +33,7 @@ log = logging.getLogger("latch.flows")
 Clock = Callable[[], float]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Started:
     """A flow that was started or resent: what the browser or API caller is told."""
 
@@ -43,7 +43,7 @@ class Started:
     flow_cookie: str
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Authenticated:
     """A completed sign-in: the tokens to set as cookies and where to go next."""
 
@@ -56,29 +56,12 @@ class Authenticated:
     next_url: str
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class LinkView:
     """What GET /login/link may show: the state and the masked address."""
 
     state: str
     masked_email: str
-
-
-def limits_from(settings: Settings) -> store.Limits:
-    """The store's view of the abuse limits."""
-    s = settings
-    return store.Limits(
-        code_attempts=s.limit_code_attempts,
-        address_failures=s.limit_address_failures,
-        address_lock=s.limit_address_lock,
-        mail_interval=s.limit_mail_interval,
-        mail_per_window=s.limit_mail_per_window,
-        mail_window=s.limit_mail_window,
-        mail_per_day=s.limit_mail_per_day,
-        mail_global=s.limit_mail_global,
-        starts_per_ip=s.limit_starts_per_ip,
-        ip_window=s.limit_ip_window,
-    )
 
 
 def refusal(outcome: store.Outcome) -> ServiceError:
@@ -122,7 +105,7 @@ class Login:
         self.keys = Keys.from_secret(settings.secret_key)
         self.links = LinkSigner(self.keys.signing)
         self.flow_cookies = ValueSigner(self.keys.signing, "latch.flow")
-        self.limits = limits_from(settings)
+        self.limits = settings.limits
 
     def _now(self) -> int:
         return int(self.clock())
@@ -140,7 +123,7 @@ class Login:
         return Started(
             flow_id=flow_id,
             expires_in=max(0, expires_at - self._now()),
-            resend_after=self.settings.limit_mail_interval,
+            resend_after=self.settings.limits.mail_interval,
             flow_cookie=self.flow_cookies.dumps(flow_id),
         )
 
@@ -156,18 +139,29 @@ class Login:
         user_agent: str,
     ) -> None:
         link = f"{self.settings.public_url}/login/link?t={token}"
-        self.mailer.submit(MailJob(flow_id, seq, email, code, link, expires_at, ip, user_agent))
+        self.mailer.submit(
+            MailJob(
+                flow_id=flow_id,
+                seq=seq,
+                to=email,
+                code=code,
+                link=link,
+                expires_at=expires_at,
+                ip=ip,
+                user_agent=user_agent,
+            )
+        )
 
     async def start(self, *, email: str, next_url: str, ip: str, user_agent: str) -> Started:
         """Validate the address, check limits, store a flow and queue its mail.
 
         No user lookup happens here: known and unknown addresses take the same path.
         """
-        address, email_key = parse_email(email, self.settings.allowed_email_domains)
+        address, email_key = parse_email(email, self.settings.signin.allowed_email_domains)
         flow_id = crypto.new_id()
         code, code_hash, token, link_hash = self._new_secrets(flow_id)
         now = self._now()
-        expires_at = now + self.settings.code_ttl
+        expires_at = now + self.settings.signin.code_ttl
         flow = store.NewFlow(
             id=flow_id,
             email=address,
@@ -206,7 +200,7 @@ class Login:
                     link_hash=link_hash,
                     limits=self.limits,
                     now=now,
-                    ttl=self.settings.code_ttl,
+                    ttl=self.settings.signin.code_ttl,
                 )
             )
         except BaseException:
@@ -237,8 +231,8 @@ class Login:
         return store.NewSession(
             id=crypto.new_id(),
             refresh_hash=crypto.sha256_hex(refresh),
-            idle_expires_at=now + self.settings.session_idle_ttl,
-            expires_at=now + self.settings.session_max_ttl,
+            idle_expires_at=now + self.settings.sessions.idle_ttl,
+            expires_at=now + self.settings.sessions.max_ttl,
             ip=ip,
             user_agent=user_agent[:300],
             new_user_id=crypto.new_id(),
@@ -258,7 +252,7 @@ class Login:
                 crypto.keyed_hash(self.keys.code, flow_id, normalised),
                 session=session,
                 limits=self.limits,
-                allow_signup=self.settings.allow_signup,
+                allow_signup=self.settings.signin.allow_signup,
                 now=self._now(),
             )
         )
@@ -267,7 +261,7 @@ class Login:
     def read_link(self, token: str) -> tuple[str, str]:
         """(flow id, secret hash) of a genuine, unexpired link token."""
         try:
-            flow_id, secret = self.links.loads(token, max_age=self.settings.code_ttl)
+            flow_id, secret = self.links.loads(token, max_age=self.settings.signin.code_ttl)
         except LinkTokenExpiredError as e:
             raise FlowExpiredError("This sign-in link has expired. Please start again.") from e
         except LinkTokenError as e:
@@ -285,14 +279,14 @@ class Login:
         )
         if outcome.state != "pending" or outcome.flow is None:
             raise refusal(outcome)
-        return LinkView(outcome.state, mask_email(outcome.flow["email"]))
+        return LinkView(state=outcome.state, masked_email=mask_email(outcome.flow["email"]))
 
     async def verify_link(
         self, *, token: str, browser_flow_id: str | None, ip: str, user_agent: str
     ) -> Authenticated:
         """Exchange a magic link for a session."""
         flow_id, link_hash = self.read_link(token)
-        if self.settings.link_same_browser and browser_flow_id != flow_id:
+        if self.settings.signin.link_same_browser and browser_flow_id != flow_id:
             raise InvalidLinkError(
                 "Open this link in the browser where you asked for it, or use the code."
             )
@@ -303,7 +297,7 @@ class Login:
                 link_hash,
                 session=session,
                 limits=self.limits,
-                allow_signup=self.settings.allow_signup,
+                allow_signup=self.settings.signin.allow_signup,
                 now=self._now(),
             )
         )
@@ -332,13 +326,13 @@ class Login:
         now = int(time.time())
         claims: dict[str, Any] = {
             "iss": self.settings.public_url,
-            "aud": self.settings.audience,
+            "aud": self.settings.tokens.audience,
             "sub": user_id,
             "email": email,
             "sid": session_id,
             "iat": now,
             "nbf": now,
-            "exp": now + self.settings.access_ttl,
+            "exp": now + self.settings.sessions.access_ttl,
             "jti": crypto.new_id(),
         }
         return self.keyring.sign(claims)
@@ -347,7 +341,7 @@ class Login:
         """The flow id bound to this browser, if its cookie is genuine and young."""
         if not value:
             return None
-        return self.flow_cookies.loads(value, max_age=self.settings.code_ttl + 60)
+        return self.flow_cookies.loads(value, max_age=self.settings.signin.code_ttl + 60)
 
     async def flow_view(self, flow_id: str) -> dict[str, Any] | None:
         """What the code page shows about a flow (no secret in it)."""
@@ -358,7 +352,7 @@ class Login:
         status = row["mail_status"]
         if status == "suppressed":
             status = "sent"  # from outside a suppressed mail looks exactly like a sent one
-        elif status == "queued" and now - row["mail_at"] > self.settings.mail_stale_after:
+        elif status == "queued" and now - row["mail_at"] > self.settings.mail.stale_after:
             status = "not_delivered"
         return {
             "state": store.flow_state(row, now, self.limits.code_attempts),
@@ -367,5 +361,5 @@ class Login:
             "attempts": row["attempts"],
             "tries_left": max(0, self.limits.code_attempts - row["attempts"]),
             "expires_at": row["expires_at"],
-            "resend_in": max(0, row["mail_at"] + self.settings.limit_mail_interval - now),
+            "resend_in": max(0, row["mail_at"] + self.settings.limits.mail_interval - now),
         }

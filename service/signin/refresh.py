@@ -73,8 +73,8 @@ async def refresh(login: Login, token: str | None) -> Authenticated:
         store.rotate_refresh(
             [crypto.sha256_hex(t) for t in tokens],
             now=int(login.clock()),
-            grace=settings.refresh_grace,
-            idle_ttl=settings.session_idle_ttl,
+            grace=settings.sessions.refresh_grace,
+            idle_ttl=settings.sessions.idle_ttl,
         )
     )
     if outcome.state not in ("rotated", "grace"):

@@ -29,7 +29,7 @@ JWT_CACHE_SIZE = 10_000
 SESSION_CACHE_SIZE = 50_000
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Identity:
     """Who a valid access token speaks for."""
 
@@ -95,13 +95,15 @@ class Sessions:
             claims = self.keyring.verify(
                 token,
                 issuer=self.settings.public_url,
-                audience=self.settings.audience,
-                max_lifetime=self.settings.access_ttl,
+                audience=self.settings.tokens.audience,
+                max_lifetime=self.settings.sessions.access_ttl,
             )
         except TokenError as e:
             log.debug("access token refused: %s", e)
             raise UnauthenticatedError() from e
-        identity = Identity(claims.sub, claims.email, claims.sid, claims.exp)
+        identity = Identity(
+            user_id=claims.sub, email=claims.email, session_id=claims.sid, expires_at=claims.exp
+        )
         self._tokens.put(token, (identity, self.keyring.generation))
         return identity
 

@@ -22,10 +22,7 @@ from service.store.flows import (
     verify_code,
     verify_link,
 )
-from service.store.limits import (
-    Limits,
-    mail_limit_wait,
-)
+from service.store.limits import mail_limit_wait
 from service.store.mail import (
     claim_mail,
     fail_mail,
@@ -48,7 +45,6 @@ from service.store.users import (
 
 __all__ = [
     "FlowState",
-    "Limits",
     "NewFlow",
     "NewSession",
     "Outcome",

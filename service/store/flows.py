@@ -11,12 +11,13 @@ changes, so reading it before the lock is safe.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import KW_ONLY, dataclass
 from typing import Literal
 
 from service.crypto import same
 from service.db import Q, Row, UseCase, address_lock, ip_lock, replayable
-from service.store.limits import Limits, mail_limit_wait
+from service.settings import LimitSettings
+from service.store.limits import mail_limit_wait
 from service.store.users import find_user
 
 FlowState = Literal["pending", "used", "expired", "dead", "mail_failed", "not_found"]
@@ -27,7 +28,7 @@ _FLOW_COLUMNS = (
 )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class NewFlow:
     """A login flow about to be stored (hashes only, never the code or link secret)."""
 
@@ -42,7 +43,7 @@ class NewFlow:
     user_agent: str
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class NewSession:
     """A session about to be opened by a successful sign-in."""
 
@@ -55,7 +56,7 @@ class NewSession:
     new_user_id: str
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class SignIn:
     """Who signed in, into which session, and where they go next."""
 
@@ -72,6 +73,7 @@ class Outcome:
     """The result of a use case that may be refused: `state` says why."""
 
     state: str
+    _: KW_ONLY
     sign_in: SignIn | None = None
     tries_left: int = 0
     retry_after: int = 0
@@ -95,7 +97,7 @@ def flow_state(row: Row, now: int, max_attempts: int) -> FlowState:
 
 
 @replayable
-def open_flow(flow: NewFlow, limits: Limits, now: int) -> UseCase[Outcome]:
+def open_flow(flow: NewFlow, limits: LimitSettings, now: int) -> UseCase[Outcome]:
     """Check the mail and start limits, then store the flow and log its mail."""
     # Count-then-insert must not interleave, or racing starts all count the same rows and
     # pass: per IP (its starts are for many addresses: the address lock alone let 36 of 60
@@ -142,7 +144,7 @@ def _lock_flow(flow_id: str) -> UseCase[Row | None]:
 
 @replayable
 def resend_flow(
-    flow_id: str, *, code_hash: str, link_hash: str, limits: Limits, now: int, ttl: int
+    flow_id: str, *, code_hash: str, link_hash: str, limits: LimitSettings, now: int, ttl: int
 ) -> UseCase[Outcome]:
     """Put a new code and link on a pending flow (attempts kept), within the mail limits."""
     # The address before the flow's row: a sign-in holds the address and wants this row.
@@ -183,7 +185,7 @@ def verify_code(
     candidate_hash: str,
     *,
     session: NewSession,
-    limits: Limits,
+    limits: LimitSettings,
     allow_signup: bool,
     now: int,
 ) -> UseCase[Outcome]:
@@ -226,7 +228,7 @@ def verify_code(
     return Outcome("ok", sign_in=sign_in)
 
 
-def _wrong_code(row: Row, limits: Limits, now: int) -> UseCase[Outcome]:
+def _wrong_code(row: Row, limits: LimitSettings, now: int) -> UseCase[Outcome]:
     if limits.code_attempts and row["attempts"] >= limits.code_attempts:
         yield Q(
             "UPDATE login_flows SET consumed_at = :now, outcome = 'too_many_attempts'"
@@ -256,7 +258,7 @@ def verify_link(
     candidate_hash: str,
     *,
     session: NewSession,
-    limits: Limits,
+    limits: LimitSettings,
     allow_signup: bool,
     now: int,
 ) -> UseCase[Outcome]:
@@ -286,7 +288,7 @@ def peek_link(flow_id: str, candidate_hash: str, max_attempts: int, now: int) ->
 
 
 def _complete_sign_in(
-    row: Row, session: NewSession, limits: Limits, allow_signup: bool, now: int
+    row: Row, session: NewSession, limits: LimitSettings, allow_signup: bool, now: int
 ) -> UseCase[SignIn]:
     """Consume the flow, end the address's other flows, find or create the user, open a session.
 

@@ -2,29 +2,15 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 from service.db import Q, UseCase
+from service.settings import LimitSettings
 
 
-@dataclass(frozen=True)
-class Limits:
-    """The abuse limits of docs/design.md §4 (0 = off), in seconds and counts."""
-
-    code_attempts: int
-    address_failures: int
-    address_lock: int
-    mail_interval: int
-    mail_per_window: int
-    mail_window: int
-    mail_per_day: int
-    mail_global: int
-    starts_per_ip: int
-    ip_window: int
-
-
-def mail_limit_wait(email_key: str, ip: str | None, limits: Limits, now: int) -> UseCase[int]:
+def mail_limit_wait(
+    email_key: str, ip: str | None, limits: LimitSettings, now: int
+) -> UseCase[int]:
     """Seconds until every mail/start limit allows one more; 0 when allowed now."""
     cols: list[str] = []
     p: dict[str, Any] = {"k": email_key, "ip": ip}

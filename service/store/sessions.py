@@ -9,7 +9,7 @@ and every write use case here is replayable, so PostgreSQL's deadlock victim is 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import KW_ONLY, dataclass
 from typing import Any
 
 from service.db import Lock, Q, Row, UseCase, replayable
@@ -81,6 +81,7 @@ class Rotation:
     'unknown'; the session and its user when one was found."""
 
     state: str
+    _: KW_ONLY
     session_id: str = ""
     user_id: str = ""
     email: str = ""

@@ -25,7 +25,7 @@ def _set(
         httponly=True,
         samesite="lax",
         secure=settings.cookie_secure,
-        domain=settings.cookie_domain or None if shared else None,
+        domain=settings.sessions.cookie_domain or None if shared else None,
     )
 
 
@@ -38,10 +38,10 @@ def set_session_cookies(response: Response, settings: Settings, auth: Authentica
         settings,
         settings.session_cookie,
         auth.access_token,
-        settings.session_max_ttl,
+        settings.sessions.max_ttl,
         shared=True,
     )
-    _set(response, settings, settings.refresh_cookie, auth.refresh_token, settings.session_max_ttl)
+    _set(response, settings, settings.refresh_cookie, auth.refresh_token, settings.sessions.max_ttl)
 
 
 def clear_session_cookies(response: Response, settings: Settings) -> None:
@@ -52,7 +52,7 @@ def clear_session_cookies(response: Response, settings: Settings) -> None:
         secure=settings.cookie_secure,
         httponly=True,
         samesite="lax",
-        domain=settings.cookie_domain or None,
+        domain=settings.sessions.cookie_domain or None,
     )
     response.delete_cookie(
         settings.refresh_cookie,
@@ -65,7 +65,7 @@ def clear_session_cookies(response: Response, settings: Settings) -> None:
 
 def set_flow_cookie(response: Response, settings: Settings, value: str) -> None:
     """Bind a started flow's code form to this browser for the code's lifetime."""
-    _set(response, settings, settings.flow_cookie, value, settings.code_ttl)
+    _set(response, settings, settings.flow_cookie, value, settings.signin.code_ttl)
 
 
 def clear_flow_cookie(response: Response, settings: Settings) -> None:

@@ -23,7 +23,7 @@ def content_security_policy(settings: Settings) -> str:
     `form-action` includes the allowed redirect origins because Chrome applies it to the
     redirect that follows a POST.
     """
-    form_action = " ".join(("'self'", *settings.allowed_redirect_origins))
+    form_action = " ".join(("'self'", *settings.web.allowed_redirect_origins))
     return (
         "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
         f"connect-src 'self'; form-action {form_action}; frame-ancestors 'none'; "
@@ -259,7 +259,7 @@ def safe_next(raw: Any, settings: Settings, default: str = "/account") -> str:
     host = parts.hostname.lower()
     netloc = f"{host}:{port}" if port else host
     origin = f"https://{netloc}"
-    if origin not in settings.allowed_redirect_origins:
+    if origin not in settings.web.allowed_redirect_origins:
         return default
     return urlunsplit(("https", netloc, parts.path or "/", parts.query, parts.fragment))
 
@@ -269,4 +269,4 @@ def origin_allowed(origin: str | None, settings: Settings) -> bool:
     if origin is None:
         return True
     origin = origin.lower()
-    return origin == settings.origin or origin in settings.allowed_origins
+    return origin == settings.origin or origin in settings.web.allowed_origins
