@@ -3,7 +3,7 @@
 A store use case is a generator that yields statements and receives their rows, then returns
 its result. Each backend runs a whole use case as one transaction:
 
-- SQLite (service/sqlite.py): one connection on one dedicated thread; a whole use case runs
+- SQLite (service/db/sqlite.py): one connection on one dedicated thread; a whole use case runs
   there in a single hop, and use cases waiting together share one commit.
 - PostgreSQL: `databases` + asyncpg, one pooled connection and transaction per use case, each
   statement awaited in turn; `Lock` becomes a transaction-level advisory lock.
@@ -243,6 +243,38 @@ MIGRATIONS: tuple[tuple[int, str, tuple[str, ...]], ...] = (
             "CREATE INDEX sessions_user ON sessions (user_id)",
             "CREATE INDEX sessions_prev_refresh ON sessions (prev_refresh_hash)",
             "CREATE INDEX sessions_expires ON sessions (expires_at)",
+        ),
+    ),
+    (
+        2,
+        "sign-in steps: second factors, pending sign-ins, session assurance",
+        (
+            # Space-separated second-factor methods ("totp recovery_code"); '' = none. The
+            # factor features maintain it, so the sign-in reads it with the user upsert it
+            # already makes (no extra statement on the verify path).
+            "ALTER TABLE users ADD COLUMN second_factors TEXT NOT NULL DEFAULT ''",
+            # How the session was signed in: aal 1|2, amr space-separated (RFC 8176 values),
+            # auth_time the moment the last step passed. Older sessions were email-only.
+            "ALTER TABLE sessions ADD COLUMN aal INTEGER NOT NULL DEFAULT 1",
+            "ALTER TABLE sessions ADD COLUMN amr TEXT NOT NULL DEFAULT 'email'",
+            "ALTER TABLE sessions ADD COLUMN auth_time BIGINT NOT NULL DEFAULT 0",
+            "UPDATE sessions SET auth_time = created_at",
+            # A sign-in whose first step passed and whose next step is due (docs/design.md §11).
+            """CREATE TABLE signins (
+                id TEXT PRIMARY KEY,
+                user_id TEXT NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+                flow_id TEXT NOT NULL,
+                amr TEXT NOT NULL,
+                next_url TEXT NOT NULL,
+                attempts INTEGER NOT NULL DEFAULT 0,
+                created_at BIGINT NOT NULL,
+                expires_at BIGINT NOT NULL,
+                ip TEXT NOT NULL,
+                user_agent TEXT NOT NULL,
+                consumed_at BIGINT
+            )""",
+            "CREATE INDEX signins_expires ON signins (expires_at)",
+            "CREATE INDEX signins_user ON signins (user_id)",
         ),
     ),
 )

@@ -20,6 +20,7 @@ from service import store
 from service.db import Database
 from service.errors import UnauthenticatedError
 from service.settings import Settings
+from service.signin.assurance import Level
 from service.tokens import Keyring, TokenError
 
 log = logging.getLogger("latch.sessions")
@@ -36,6 +37,7 @@ class Identity:
     email: str
     session_id: str
     expires_at: int
+    aal: Level = Level.AAL1
 
 
 class _LRU:
@@ -95,7 +97,9 @@ class Sessions:
         sid, email = claims.get("sid"), claims.get("email")
         if not isinstance(sid, str) or not isinstance(email, str):
             raise UnauthenticatedError()
-        identity = Identity(str(claims["sub"]), email, sid, int(claims["exp"]))
+        # Anything but an exact "aal2" (a token from before levels existed too) is the lowest.
+        aal = Level.AAL2 if claims.get("acr") == Level.AAL2.acr else Level.AAL1
+        identity = Identity(str(claims["sub"]), email, sid, int(claims["exp"]), aal)
         self._tokens.put(token, identity)
         return identity
 
