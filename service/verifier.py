@@ -17,6 +17,12 @@ and `jwk` headers are never followed); each key's algorithm is fixed by the key 
 outright (a JWKS never carries a shared secret, so an HS256 token "signed" with a public key is
 a forgery); `iss` and `aud` are compared exactly; `typ` must be `at+jwt` (PyJWT does not check
 it).
+
+Assurance (docs/design.md §11): tokens say how the session signed in: `amr` (RFC 8176 methods,
+e.g. ["email"] or ["email", "otp", "mfa"]), `acr` ("aal1" or "aal2") and `auth_time`.
+`Verifier(require_aal=2)` refuses an aal1 token with `InsufficientAssuranceError` (a kind of
+InvalidTokenError, so code that catches only that still refuses). A token without `acr` (from
+a Latch before levels existed) is aal1.
 """
 
 from __future__ import annotations
@@ -56,6 +62,11 @@ class ExpiredTokenError(InvalidTokenError):
     """Genuine in every respect but expired: a browser can be sent to Latch's /refresh."""
 
 
+class InsufficientAssuranceError(InvalidTokenError):
+    """Genuine and valid, but signed in with less than `require_aal` (e.g. email alone where
+    aal2 is required): the person must pass a second factor (step up), not sign in again."""
+
+
 @dataclass(frozen=True)
 class Claims:
     """The verified claims of a Latch access JWT."""
@@ -69,11 +80,19 @@ class Claims:
     nbf: int
     exp: int
     jti: str
+    amr: tuple[str, ...] = ()
+    acr: str = ""
+    auth_time: int | None = None
 
     @property
     def user_id(self) -> str:
         """The user's id (`sub`)."""
         return self.sub
+
+    @property
+    def aal(self) -> int:
+        """The assurance level: 2 for `acr` "aal2", else 1 (email alone is one factor)."""
+        return 2 if self.acr == "aal2" else 1
 
 
 @dataclass(frozen=True)
@@ -125,10 +144,14 @@ class Verifier:
         cache_size: int = 10_000,
         leeway: int = 30,
         timeout: float = 5.0,
+        require_aal: int = 1,
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
+        if require_aal not in (1, 2):
+            raise ValueError("require_aal must be 1 or 2")
         self.issuer, self.audience, self.jwks_url = issuer, audience, jwks_url
+        self.require_aal = require_aal
         self.refetch_interval, self.jwks_max_age = refetch_interval, jwks_max_age
         # Leeway for `nbf`/`iat` only (another host's clock may run a little behind Latch's);
         # `exp` is never stretched.
@@ -196,22 +219,29 @@ class Verifier:
     def verify(self, token: str) -> Claims:
         """The claims of a valid Latch access JWT, else InvalidTokenError (sync)."""
         hit = self._cached(token)
-        if hit is not None:
-            return hit
-        kid = self._kid(token)
-        if self._due(kid):
-            self.refresh_keys()
-        return self._verify(token, kid)
+        if hit is None:
+            kid = self._kid(token)
+            if self._due(kid):
+                self.refresh_keys()
+            hit = self._verify(token, kid)
+        return self._assured(hit)
 
     async def averify(self, token: str) -> Claims:
         """As `verify`, fetching the JWKS without blocking the event loop."""
         hit = self._cached(token)
-        if hit is not None:
-            return hit
-        kid = self._kid(token)
-        if self._due(kid):
-            await self.arefresh_keys()
-        return self._verify(token, kid)
+        if hit is None:
+            kid = self._kid(token)
+            if self._due(kid):
+                await self.arefresh_keys()
+            hit = self._verify(token, kid)
+        return self._assured(hit)
+
+    def _assured(self, claims: Claims) -> Claims:
+        # Checked on every answer, cached or not: the cache holds genuine tokens, whatever
+        # their level, and the level asked for is this verifier's.
+        if claims.aal < self.require_aal:
+            raise InsufficientAssuranceError(f"aal{claims.aal} < aal{self.require_aal}")
+        return claims
 
     def _cached(self, token: str) -> Claims | None:
         with self._lock:
@@ -291,6 +321,9 @@ class Verifier:
                 nbf=_number(raw["nbf"]),
                 exp=_number(raw["exp"]),
                 jti=_text(raw["jti"]),
+                amr=tuple(_text(m) for m in _list(raw.get("amr", []))),
+                acr=_text(raw.get("acr", "")),
+                auth_time=_number(raw["auth_time"]) if "auth_time" in raw else None,
             )
         except (KeyError, TypeError, ValueError) as e:
             raise InvalidTokenError("malformed claims") from e
@@ -299,6 +332,12 @@ class Verifier:
 def _text(value: Any) -> str:
     if not isinstance(value, str):
         raise TypeError("not a string")
+    return value
+
+
+def _list(value: Any) -> list[Any]:
+    if not isinstance(value, list):
+        raise TypeError("not a list")
     return value
 
 
@@ -318,6 +357,13 @@ class LatchAuthMiddleware:
     Browsers with an expired JWT go to `refresh_url?next=<this URL>` (Latch rotates the
     refresh token and sends them back); browsers with none or a bad one go to the login page.
     `next` must be allowed by Latch (ALLOWED_REDIRECT_ORIGINS), or Latch sends them to /account.
+
+    With a verifier that requires aal2, a genuine aal1 token is not "signed out": browsers go
+    to `step_up_url?next=<this URL>` (default: `login_url` + "/step-up", i.e. Latch's
+    PUBLIC_URL/login/step-up; that page comes with the factor features, docs/design.md §11),
+    and API calls get 403 `step_up_required` with RFC 9470's challenge in WWW-Authenticate
+    (`error="insufficient_user_authentication", acr_values="aal2"`). Not 401, as RFC 9470
+    has it: a client that answers 401 by refreshing would get another aal1 token and loop.
     """
 
     def __init__(
@@ -330,10 +376,12 @@ class LatchAuthMiddleware:
         cookie_name: str = "latch_session",
         api_prefixes: tuple[str, ...] = ("/api/",),
         public_paths: tuple[str, ...] = (),
+        step_up_url: str | None = None,
     ) -> None:
         self.app = app
         self.verifier = verifier
         self.login_url, self.refresh_url = login_url, refresh_url
+        self.step_up_url = step_up_url or login_url.rstrip("/") + "/step-up"
         self.cookie_name = cookie_name
         self.api_prefixes, self.public_paths = api_prefixes, public_paths
 
@@ -351,6 +399,10 @@ class LatchAuthMiddleware:
                 claims = await self.verifier.averify(token)
             except ExpiredTokenError:
                 expired = True
+            except InsufficientAssuranceError as e:
+                log.debug("access token refused: %s", e)
+                await self._step_up(request)(scope, receive, send)
+                return
             except InvalidTokenError as e:
                 log.debug("access token refused: %s", e)
             else:
@@ -360,11 +412,33 @@ class LatchAuthMiddleware:
                 return
         await self._refuse(request, expired)(scope, receive, send)
 
+    def _is_api(self, request: Request) -> bool:
+        accept = request.headers.get("accept", "")
+        return "application/json" in accept or request.url.path.startswith(self.api_prefixes)
+
+    def _step_up(self, request: Request) -> Response:
+        from starlette.responses import JSONResponse, RedirectResponse
+
+        if self._is_api(request):
+            body = {
+                "error": {
+                    "code": "step_up_required",
+                    "message": "Confirm it is you with your second factor first.",
+                }
+            }
+            challenge = (
+                'Bearer realm="latch", error="insufficient_user_authentication",'
+                f' acr_values="aal{self.verifier.require_aal}"'
+            )
+            return JSONResponse(body, status_code=403, headers={"WWW-Authenticate": challenge})
+        return RedirectResponse(
+            f"{self.step_up_url}?{urlencode({'next': str(request.url)})}", status_code=303
+        )
+
     def _refuse(self, request: Request, expired: bool) -> Response:
         from starlette.responses import JSONResponse, RedirectResponse
 
-        accept = request.headers.get("accept", "")
-        if "application/json" in accept or request.url.path.startswith(self.api_prefixes):
+        if self._is_api(request):
             body = {"error": {"code": "unauthenticated", "message": "Sign in first."}}
             return JSONResponse(
                 body, status_code=401, headers={"WWW-Authenticate": 'Bearer realm="latch"'}

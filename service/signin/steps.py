@@ -45,8 +45,10 @@ class SecondFactor(Protocol):
     user now; a factor that must prevent replay or count failures does it inside `check`.
     """
 
-    method: str
-    amr: tuple[Method, ...]
+    @property
+    def method(self) -> str: ...
+    @property
+    def amr(self) -> tuple[Method, ...]: ...
 
     async def check(self, user_id: str, answer: str, now: int) -> bool: ...
 
