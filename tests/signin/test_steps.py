@@ -337,6 +337,8 @@ def test_pending_signin_expires_after_five_minutes(
             await r.answer(due, r.totp.code(user_id, r.clock()))
         assert "step.refused reason=expired" in caplog.text
         assert r.totp.checked == 0
+        purged = await r.database.run(store.purge(int(r.clock()), 86400))
+        assert purged["signins"] == 1
 
     run(scenario)
 
