@@ -90,16 +90,22 @@ async def _applied(database: db.Database, applied: list[int]) -> list[int]:
 
 
 def serve(settings: Settings, host: str, port: int) -> None:
-    """uvicorn with its access log and proxy-header handling off (DESIGN §1.4, §4)."""
+    """uvicorn with its access log and proxy-header handling off (docs/design.md §1.4, §4)."""
     import uvicorn
 
     from service.app import create_app
+    from service.web.timeouts import http_protocol
 
     app = create_app(settings)
     uvicorn.run(
         app,
         host=host,
         port=port,
+        # Slow clients: a deadline for the headers (uvicorn has none of its own), idle
+        # kept-alive connections closed, and a cap on connections (503 beyond it).
+        http=http_protocol(settings.header_timeout),
+        timeout_keep_alive=settings.keep_alive_timeout,
+        limit_concurrency=settings.max_connections or None,
         access_log=False,
         proxy_headers=False,
         server_header=False,
@@ -182,7 +188,9 @@ def _keys_retire(settings: Settings, kid: str, force: bool) -> int:
         print(f"tokens signed by {kid} may be valid for {wait} s more (--force)", file=sys.stderr)
         return 1
     tokens.set_state(settings.keys_dir, kid, "removed")
-    print(f"{kid} is no longer published")
+    # Every instance drops it at its next reload, and with it every token it signed, cached or
+    # not (the caches of verified tokens are tied to the keyring): the way to cut off a leaked key.
+    print(f"{kid} is no longer published; its tokens are refused from the next key reload")
     return 0
 
 

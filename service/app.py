@@ -13,7 +13,7 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
 
@@ -23,6 +23,8 @@ from service.db import Database, open_database
 from service.delivery.mail import Mailer
 from service.delivery.transports import Transport, default_transport
 from service.errors import MethodNotAllowedError, NotFoundError, ServiceError
+from service.pages import render as pages_render
+from service.pages import signin as pages_signin
 from service.settings import Settings
 from service.signin.flows import Login
 from service.signin.sessions import Sessions
@@ -33,14 +35,16 @@ from service.web.security import (
     BodyLimitMiddleware,
     HostCheckMiddleware,
     SecurityHeadersMiddleware,
-    wants_json,
 )
 from service.web.state import AppState, attach_state
+from service.web.surface import claim_prefix, surface_of, tag_routes
+from service.web.timeouts import BodyTimeoutMiddleware
 
 log = logging.getLogger("latch")
 KEY_RELOAD_INTERVAL = 5.0
 # Flows are kept as long as the longest limit window, so that limits can be counted.
 FLOW_RETENTION = 86400
+CLIENT_CLOSED = 499
 
 
 def create_app(
@@ -90,18 +94,22 @@ def create_app(
             await database.disconnect()
             metrics.uninstall()
 
-    from service.pages import signin as web
-
     app = Starlette(
-        routes=[*api.routes, Route("/metrics", metrics.endpoint), *web.routes],
+        routes=[
+            *tag_routes([*api.routes, Route("/metrics", metrics.endpoint)], api.surface),
+            claim_prefix("/api", api.surface),
+            *tag_routes(pages_signin.routes, pages_render.surface),
+        ],
         middleware=[
             Middleware(AccessLogMiddleware, metrics=metrics),
             *_cors(settings),
             Middleware(SecurityHeadersMiddleware, settings=settings),
             Middleware(HostCheckMiddleware, settings=settings),
+            Middleware(BodyTimeoutMiddleware, timeout=settings.body_timeout),
             Middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes),
         ],
         exception_handlers={
+            ClientDisconnect: _client_gone,
             ServiceError: _service_error,
             HTTPException: _http_error,
             Exception: _unexpected_error,
@@ -143,11 +151,10 @@ def _cors(settings: Settings) -> list[Middleware]:
 
 async def _service_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, ServiceError)
-    if wants_json(request.url.path):
-        return api.json_error(exc)
-    from service.pages import render as pages
-
-    return pages.error_page(request, exc)
+    # The surface the request reached renders it; an unknown path gets the pages' 404.
+    surface = surface_of(request.scope, pages_render.surface)
+    assert surface is not None
+    return await surface.render(request, exc)
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:
@@ -161,6 +168,15 @@ async def _http_error(request: Request, exc: Exception) -> Response:
         error = ServiceError()
         error.status = exc.status_code
     return await _service_error(request, error)
+
+
+async def _client_gone(request: Request, exc: Exception) -> Response:
+    # The client hung up before its body was read: nothing went wrong here, and anyone can do
+    # it at will, so it must not look like an error (nor trip the 5xx alert). 499 is nginx's
+    # "client closed request": the access log and metrics record it; the client never sees it
+    # (uvicorn sends nothing on a closed connection).
+    log.info("http.disconnect %s: the client left before its request was read", request.url.path)
+    return Response(status_code=CLIENT_CLOSED)
 
 
 async def _unexpected_error(request: Request, exc: Exception) -> Response:

@@ -20,6 +20,7 @@ class ErrorCode(StrEnum):
     FLOW_DEAD = "flow_dead"
     SIGNIN_EXPIRED = "signin_expired"
     TOO_LARGE = "too_large"
+    REQUEST_TIMEOUT = "request_timeout"
     UNSUPPORTED_MEDIA_TYPE = "unsupported_media_type"
     RATE_LIMITED = "rate_limited"
     CODES_LOCKED = "codes_locked"

@@ -74,6 +74,12 @@ class Settings:
     limit_starts_per_ip: int = 30
     limit_ip_window: int = 900
     max_body_bytes: int = 16 * 1024
+    # Slow clients (design.md §9): seconds to send the headers, seconds spent waiting for a body,
+    # idle seconds between requests on a kept-alive connection, connections at once.
+    header_timeout: float = 10.0
+    body_timeout: float = 10.0
+    keep_alive_timeout: int = 5
+    max_connections: int = 1000
     mail_queue_size: int = 1000
     mail_workers: int = 4
     mail_retry_delays: tuple[float, ...] = (1.0, 5.0, 25.0, 125.0)
@@ -202,9 +208,9 @@ _INTS = (
     "LIMIT_CODE_ATTEMPTS LIMIT_ADDRESS_FAILURES LIMIT_ADDRESS_LOCK LIMIT_MAIL_INTERVAL "
     "LIMIT_MAIL_PER_WINDOW LIMIT_MAIL_WINDOW LIMIT_MAIL_PER_DAY LIMIT_MAIL_GLOBAL "
     "LIMIT_STARTS_PER_IP LIMIT_IP_WINDOW MAX_BODY_BYTES MAIL_QUEUE_SIZE MAIL_WORKERS "
-    "MAIL_STALE_AFTER"
+    "MAIL_STALE_AFTER MAX_CONNECTIONS KEEP_ALIVE_TIMEOUT"
 ).split()
-_FLOATS = ("SMTP_TIMEOUT", "SHUTDOWN_GRACE", "KEYS_RELOAD_INTERVAL")
+_FLOATS = ("SMTP_TIMEOUT SHUTDOWN_GRACE KEYS_RELOAD_INTERVAL HEADER_TIMEOUT BODY_TIMEOUT").split()
 _STRINGS = (
     "PUBLIC_URL DATABASE_URL SMTP_HOST SMTP_USERNAME SMTP_PASSWORD SMTP_TLS SMTP_CA_FILE "
     "MAIL_FROM JWT_ALGORITHM JWT_AUDIENCE COOKIE_DOMAIN LOG_LEVEL APP_NAME ACCENT_COLOR LOGO_FILE"

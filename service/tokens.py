@@ -22,10 +22,13 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from jwt.algorithms import ECAlgorithm, OKPAlgorithm, RSAAlgorithm
 
+# The strict reader lives in the standalone verifier module (which must never import `service`),
+# so the dependency runs one way: Latch uses the verifier's reader, not the other way round.
+from service.verifier import Claims, InvalidTokenError, parse_token, verify_token
+
 log = logging.getLogger("latch.tokens")
 
 TYP = "at+jwt"
-_TYPES = (TYP, "application/at+jwt")
 MANIFEST = "keyring.json"
 PrivateKey = ed25519.Ed25519PrivateKey | ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey
 PublicKey = ed25519.Ed25519PublicKey | ec.EllipticCurvePublicKey | rsa.RSAPublicKey
@@ -170,6 +173,9 @@ class Keyring:
         self.current: SigningKey
         self.keys: dict[str, SigningKey] = {}
         self._jwks_cache: tuple[dict[str, SigningKey], bytes] | None = None
+        # Bumped whenever the published keys change: caches of verified tokens are tied to it,
+        # so a key that is retired or removed takes every token it signed with it at once.
+        self.generation = 0
         self.reload()
 
     def reload(self) -> bool:
@@ -197,6 +203,7 @@ class Keyring:
         if len(current) != 1:
             raise RuntimeError(f"{self.keys_dir} must hold exactly one current key")
         self.keys, self.current, self._stamp = keys, current[0], stamp
+        self.generation += 1
         log.info("signing keys loaded: current %s, %d published", current[0].kid, len(keys))
         return True
 
@@ -227,9 +234,11 @@ class Keyring:
             headers={"kid": key.kid, "typ": TYP},
         )
 
-    def verify(self, token: str, *, issuer: str, audience: str) -> dict[str, Any]:
+    def verify(self, token: str, *, issuer: str, audience: str, max_lifetime: int) -> Claims:
         """The claims of a token we issued and that is valid now, else TokenError."""
-        return verify_jwt(token, self.keys, issuer=issuer, audience=audience)
+        return verify_jwt(
+            token, self.keys, issuer=issuer, audience=audience, max_lifetime=max_lifetime
+        )
 
 
 def _to_jwk(key: SigningKey) -> dict[str, Any]:
@@ -242,39 +251,37 @@ def _to_jwk(key: SigningKey) -> dict[str, Any]:
     raise TypeError("no JWK for a shared secret")
 
 
-REQUIRED_CLAIMS = ["iss", "aud", "sub", "exp", "nbf", "iat", "jti"]
-
-
 def verify_jwt(
-    token: str, keys: Mapping[str, SigningKey], *, issuer: str, audience: str
-) -> dict[str, Any]:
-    """Verify per RFC 8725: the key is found by `kid` among OUR keys only, its pinned algorithm
-    is the only one accepted (never the header's), and `iss`, `aud`, `exp`, `nbf`, `typ` are
-    checked exactly. `jku`, `x5u` and `jwk` headers are ignored: keys never come from a token.
+    token: str,
+    keys: Mapping[str, SigningKey],
+    *,
+    issuer: str,
+    audience: str,
+    max_lifetime: int,
+    now: float | None = None,
+) -> Claims:
+    """Verify per RFC 8725, with the one strict reader that service/verifier.py uses too.
+
+    The key is found by `kid` among OUR keys only, its pinned algorithm is the only one accepted
+    (never the header's); `iss`, `aud`, `exp`, `nbf`, `typ` are checked exactly; every segment
+    must be canonical base64url and every time a JSON integer; no token may claim to live longer
+    than `max_lifetime` (ACCESS_TTL). `jku`, `x5u`, `jwk` and `crit` headers are refused: keys
+    never come from a token. No leeway: Latch checks its own tokens on its own clock.
     """
     try:
-        header = jwt.get_unverified_header(token)
-    except jwt.PyJWTError as e:
-        raise TokenError("malformed") from e
-    kid = header.get("kid")
-    key = keys.get(kid) if isinstance(kid, str) else None
-    if key is None:
-        raise TokenError("unknown kid")
-    typ = header.get("typ")
-    if not isinstance(typ, str) or typ.lower() not in _TYPES:
-        raise TokenError("wrong typ")
-    try:
-        claims: dict[str, Any] = jwt.decode(
-            token,
+        parsed = parse_token(token)
+        key = keys.get(parsed.kid)
+        if key is None:
+            raise TokenError("unknown kid")
+        return verify_token(
+            parsed,
+            key.alg,
             key.public,
-            algorithms=[key.alg],
-            audience=audience,
             issuer=issuer,
-            options={"require": REQUIRED_CLAIMS, "strict_aud": True},
+            audience=audience,
+            now=time.time() if now is None else now,
+            leeway=0,
+            max_lifetime=max_lifetime,
         )
-    except jwt.PyJWTError as e:
-        raise TokenError(type(e).__name__) from e
-    # Belt and braces: exact string equality, never a prefix or membership test.
-    if claims.get("iss") != issuer or claims.get("aud") != audience:
-        raise TokenError("iss/aud mismatch")
-    return claims
+    except InvalidTokenError as e:
+        raise TokenError(str(e)) from e

@@ -1,4 +1,4 @@
-"""The attack suite: one test per attack of DESIGN §1.2, §4 and §5, named after the attack.
+"""The attack suite: one test per attack of docs/design.md §1.2, §4 and §5, named after the attack.
 
 Every test also runs under `no_secret_in_logs`, which fails it if any code, link token or JWT
 reached a log line while it ran.

@@ -223,7 +223,7 @@ def _request_plans(database: db.Database, now: int) -> Awaitable[dict[str, list[
         )
         assert right.state == "ok" and right.sign_in is not None
         valid = await database.run(
-            explained(store.session_valid(f"s{USERS + 4242}", now), prefix, plans["check"]),
+            explained(store.session_owner(f"s{USERS + 4242}", now), prefix, plans["check"]),
             write=False,
         )
         assert valid

@@ -252,8 +252,8 @@ def test_purge_deletes_old_flows_and_ended_sessions_only(
     }
     assert run_on(database_url, store.get_flow(old_flow["flow_id"])) is None
     now = int(clock())
-    assert run_on(database_url, store.session_valid(old["session"]["id"], now))
-    assert run_on(database_url, store.session_valid(new["session"]["id"], now))
+    assert run_on(database_url, store.session_owner(old["session"]["id"], now))
+    assert run_on(database_url, store.session_owner(new["session"]["id"], now))
     later = now + 31 * 86400
     ended = run_on(database_url, store.purge(later, FLOW_RETENTION))
     assert ended["sessions"] == 2

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 from urllib.parse import urlencode
 
@@ -25,6 +24,7 @@ from service.settings import Settings
 from service.signin.flows import Authenticated, Login, SecondStepDue, Started
 from service.signin.refresh import RefreshRefusedError, refresh
 from service.signin.steps import answer_second_step
+from service.web.bodies import parse_json
 from service.web.cookies import (
     clear_flow_cookie,
     clear_session_cookies,
@@ -37,6 +37,7 @@ from service.web.cookies import (
 from service.web.identity import client, current_identity
 from service.web.security import origin_allowed, safe_next
 from service.web.state import app_state
+from service.web.surface import Surface
 
 MAX_FIELD = 2000
 
@@ -44,6 +45,14 @@ MAX_FIELD = 2000
 def json_error(error: ServiceError) -> JSONResponse:
     """An error in the JSON API's format."""
     return JSONResponse(error.to_json(), status_code=error.status, headers=error.headers)
+
+
+async def render_error(request: Request, error: ServiceError) -> Response:
+    """How the JSON surface answers any error raised while it handles a request."""
+    return json_error(error)
+
+
+surface = Surface("api", render_error, json=True)
 
 
 async def read_json(request: Request, settings: Settings) -> dict[str, Any]:
@@ -56,10 +65,7 @@ async def read_json(request: Request, settings: Settings) -> dict[str, Any]:
     raw = await request.body()
     if not raw.strip():
         return {}
-    try:
-        body = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as e:
-        raise InvalidRequestError("The body is not valid JSON.") from e
+    body = parse_json(raw)  # bounded nesting, valid Unicode only: hostile input is a 400
     if not isinstance(body, dict):
         raise InvalidRequestError("The body must be a JSON object.")
     return body
@@ -314,6 +320,8 @@ async def configuration(request: Request) -> Response:
         "auth_check_url": f"{base}/auth/check",
         "algorithms": sorted({k["alg"] for k in keys}),
         "token_type": "at+jwt",
+        # A verifier refuses tokens that claim to live longer (Verifier(max_lifetime=...)).
+        "access_token_ttl": settings.access_ttl,
     }
     return JSONResponse(body, headers={"Cache-Control": "public, max-age=300"})
 

@@ -11,18 +11,21 @@ its result. Each backend runs a whole use case as one transaction:
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import re
-from collections.abc import Generator, Mapping
+from collections.abc import Callable, Generator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol, TypeVar
+from types import TracebackType
+from typing import Any, ParamSpec, Protocol, TypeVar
 
 from service.errors import UnavailableError
 
 log = logging.getLogger("latch.db")
 
 T = TypeVar("T")
+P = ParamSpec("P")
 Row = dict[str, Any]
 Rows = list[Row]
 
@@ -39,14 +42,91 @@ class Q:
 class Lock:
     """Serialise on a key until the transaction ends (PostgreSQL advisory lock).
 
-    On SQLite every write transaction is already serialised by BEGIN IMMEDIATE.
+    On SQLite every write transaction is already serialised by BEGIN IMMEDIATE. The key's
+    namespace is the part before ":" (or the whole key for the singletons); see LOCK_ORDER.
     """
 
     key: str
 
+    @property
+    def rank(self) -> int:
+        """Its place in LOCK_ORDER (a use case may only take locks of increasing rank)."""
+        return LOCK_ORDER.index(self.key.partition(":")[0])
+
+
+# THE LOCK ORDER. Every use case takes its locks in this order, or two use cases holding one
+# lock each and waiting for the other's deadlock (PostgreSQL then aborts one: a 500 before).
+#   1. advisory "latch.migrate" / "latch.purge" (alone in their use cases);
+#   2. advisory "ip:<client ip>"       - open_flow only, for the starts-per-IP count;
+#   3. advisory "address:<email_key>"  - everything that counts or changes an address's flows,
+#      failures or user: open, resend, verify by code or link, add_user;
+#   4. then rows: the flow being used, the address's other live flows, its address_failures
+#      row, its users row, and the new session or pending sign-in (see store/flows.py). The
+#      second step (store/signins.py) takes no advisory lock: its pending sign-in row, then
+#      the new session.
+# The PostgreSQL driver refuses a lock out of this order (a bug, caught by the tests), and at
+# most one lock per namespace is taken in a transaction (two address locks could cross).
+# Keys are hashed as their full text ("ip:…" and "address:…" cannot collide as text, and the
+# text is what instances of older versions hash too, so a rolling upgrade shares the locks).
+LOCK_ORDER = ("latch.migrate", "latch.purge", "ip", "address")
+
+
+def ip_lock(ip: str) -> Lock:
+    """The lock on one client IP's start count."""
+    return Lock("ip:" + ip)
+
+
+def address_lock(email_key: str) -> Lock:
+    """The lock on one address: its limits, failures, flows and user row."""
+    return Lock("address:" + email_key)
+
 
 Step = Q | Lock
 UseCase = Generator[Step, Rows, T]
+
+
+class Replayable(Generator[Step, Rows, T]):
+    """A use case that can be run again from its start, with the same inputs.
+
+    When PostgreSQL aborts a transaction to break a deadlock (or a serialization failure),
+    it has rolled back ALL of it: a use case is one transaction and its generator has no
+    effect outside the statements it yields (what the caller does with the result happens
+    after `run` returns: the mail is queued, the cookies set). So running it again is exactly
+    the same request arriving a moment later: safe, and better than a 500 or a 503. What is
+    not safe is replaying *part* of a use case, which is why the whole generator is made anew.
+    """
+
+    __slots__ = ("_gen", "_make")
+
+    def __init__(self, make: Callable[[], UseCase[T]]) -> None:
+        self._make = make
+        self._gen = make()
+
+    def again(self) -> Replayable[T]:
+        """The same use case, from its start."""
+        self._gen.close()
+        return Replayable(self._make)
+
+    def send(self, value: Rows) -> Step:
+        return self._gen.send(value)
+
+    def throw(self, typ: Any, val: Any = None, tb: TracebackType | None = None, /) -> Step:
+        if val is None and tb is None:
+            return self._gen.throw(typ)
+        return self._gen.throw(typ, val, tb)
+
+    def close(self) -> None:
+        self._gen.close()
+
+
+def replayable(make: Callable[P, UseCase[T]]) -> Callable[P, UseCase[T]]:
+    """Mark a write use case as safe to run again after a deadlock (see Replayable)."""
+
+    @functools.wraps(make)
+    def use_case(*args: P.args, **kwargs: P.kwargs) -> UseCase[T]:
+        return Replayable(functools.partial(make, *args, **kwargs))
+
+    return use_case
 
 
 class Database(Protocol):
@@ -99,8 +179,12 @@ def _pg_unavailable(asyncpg: Any) -> tuple[type[BaseException], ...]:
 
 
 def advisory_key(key: str) -> int:
-    """A stable signed 64-bit lock id for a text key."""
+    """A stable signed 64-bit lock id for a text key (the first 8 bytes of its SHA-256)."""
     return int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "big", signed=True)
+
+
+# How many times a Replayable use case is run in all when PostgreSQL keeps aborting it.
+RETRIES = 3
 
 
 class PostgresDatabase:
@@ -130,14 +214,31 @@ class PostgresDatabase:
         await self._db.disconnect()
 
     async def run(self, use_case: UseCase[T], *, write: bool = True) -> T:
-        """Run the use case as one transaction, awaiting each statement."""
+        """Run the use case as one transaction, awaiting each statement.
+
+        A deadlock or serialization failure (which the lock order should leave only in rare
+        corners, e.g. a purge crossing a "sign out everywhere") runs a Replayable use case
+        again, up to RETRIES times; otherwise, or after that, it is a 503 with Retry-After:
+        never a 500, since nothing is wrong with the request.
+        """
         import asyncpg
 
+        retry = (asyncpg.exceptions.DeadlockDetectedError, asyncpg.exceptions.SerializationError)
+        attempt = 1
         try:
-            # The use case is driven to its end *inside* the transaction block: its
-            # StopIteration must not cross `async with`, which would roll the work back.
-            async with self._db.connection() as conn, conn.transaction():
-                return await self._drive(conn, use_case)
+            while True:
+                try:
+                    # The use case is driven to its end *inside* the transaction block: its
+                    # StopIteration must not cross `async with`, which would roll the work back.
+                    async with self._db.connection() as conn, conn.transaction():
+                        return await self._drive(conn, use_case)
+                except retry as e:
+                    if not isinstance(use_case, Replayable) or attempt >= RETRIES:
+                        log.warning("postgresql transaction given up: %s", type(e).__name__)
+                        raise UnavailableError(retry_after=1) from e
+                    log.warning("postgresql transaction retried after %s", type(e).__name__)
+                    attempt += 1
+                    use_case = use_case.again()
         except _pg_unavailable(asyncpg) as e:
             # A dead pooled connection is discarded by asyncpg on release and a new one is
             # opened on the next acquire, so Latch recovers by itself when the server is back.
@@ -147,9 +248,14 @@ class PostgresDatabase:
             use_case.close()
 
     async def _drive(self, conn: Any, use_case: UseCase[T]) -> T:
+        held = -1
         try:
             step = next(use_case)
             while True:
+                if isinstance(step, Lock):
+                    if step.rank <= held:  # a bug: it could deadlock with a use case in order
+                        raise RuntimeError(f"lock {step.rank} taken after lock {held}")
+                    held = step.rank
                 step = use_case.send(await self._execute(conn, step))
         except StopIteration as stop:
             return stop.value  # type: ignore[no-any-return]
@@ -280,6 +386,7 @@ MIGRATIONS: tuple[tuple[int, str, tuple[str, ...]], ...] = (
 )
 
 
+@replayable
 def migrate(now: int) -> UseCase[list[int]]:
     """Apply pending migrations in one transaction, under a lock; returns the versions applied."""
     yield Lock("latch.migrate")

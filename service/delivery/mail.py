@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from email.headerregistry import Address, BaseHeader, HeaderRegistry
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
-from pathlib import Path
 from urllib.parse import urlsplit
 
 import jinja2
@@ -277,8 +276,3 @@ class Mailer:
         await self.database.run(
             store.fail_mail(job.flow_id, job.seq, error=error[:500], now=int(self.clock()))
         )
-
-
-def templates_ok(path: Path) -> bool:
-    """True when the template folder holds the three sign-in mail templates."""
-    return all((path / name).is_file() for name in ("subject.txt", "body.txt", "body.html"))

@@ -20,6 +20,7 @@ from service.pages import brand
 from service.settings import Settings
 from service.web import csrf
 from service.web.state import app_state
+from service.web.surface import Surface
 
 log = logging.getLogger("latch.web")
 
@@ -120,6 +121,14 @@ def error_page(request: Request, error: ServiceError) -> Response:
         log.error("error page not rendered: %s", type(e).__name__)
         body = f"<!doctype html><title>Error</title><p>{escape(error.message)}</p>"
         return HTMLResponse(body, status_code=error.status, headers=error.headers)
+
+
+async def render_error(request: Request, error: ServiceError) -> Response:
+    """How the HTML surface answers any error raised while it handles a request."""
+    return error_page(request, error)
+
+
+surface = Surface("pages", render_error, json=False)
 
 
 def redirect(url: str) -> RedirectResponse:

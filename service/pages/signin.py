@@ -214,9 +214,6 @@ async def link_submit(request: Request) -> Response:
     return _signed_in(auth, settings)
 
 
-# --- the account -----------------------------------------------------------------------------
-
-
 routes: list[BaseRoute] = [
     *brand.routes,
     Route("/", home, methods=["GET"]),

@@ -1,8 +1,9 @@
 """Access checks (the hot path of /auth/check), sign-out and session listing.
 
 Two in-memory caches keep /auth/check close to a bare endpoint: verified JWTs (bounded LRU,
-each entry kept only until the token's own `exp`), and per-session validity, re-read from the
-database at most `REVOCATION_STALENESS` seconds later. A revocation made on this instance drops
+each entry kept only until the token's own `exp` and only while the keyring is unchanged), and
+per-session owner (the user of a live session, or none), re-read from the database at most
+`REVOCATION_STALENESS` seconds later. A revocation made on this instance drops
 the entry at once; one made on another instance is seen within that staleness.
 """
 
@@ -57,9 +58,6 @@ class _LRU:
         if len(self.data) > self.size:
             self.data.popitem(last=False)
 
-    def drop(self, key: str) -> None:
-        self.data.pop(key, None)
-
 
 class Sessions:
     """Answers "is this access token good right now?" and ends sessions."""
@@ -80,46 +78,61 @@ class Sessions:
         self.clock = clock
         self._tokens = _LRU(JWT_CACHE_SIZE)
         self._sessions = _LRU(SESSION_CACHE_SIZE)
-        self._inflight: dict[str, asyncio.Future[bool]] = {}
+        self._inflight: dict[str, asyncio.Future[str | None]] = {}
 
     def verify_token(self, token: str) -> Identity:
-        """Signature and claims only (stateless); cached until the token expires."""
-        cached: Identity | None = self._tokens.get(token)
-        if cached is not None and cached.expires_at > time.time():
-            return cached
+        """Signature and claims only (stateless); cached until the token expires or its key
+        leaves the keyring, whichever comes first."""
+        cached: tuple[Identity, int] | None = self._tokens.get(token)
+        # The entry was verified against one set of keys: after a reload that changed them
+        # (a rotation, a `keys retire`), it is verified again, so a key that is no longer
+        # published stops its tokens here within KEYS_RELOAD_INTERVAL.
+        if (
+            cached is not None
+            and cached[1] == self.keyring.generation
+            and cached[0].expires_at > time.time()
+        ):
+            return cached[0]
         try:
             claims = self.keyring.verify(
-                token, issuer=self.settings.public_url, audience=self.settings.audience
+                token,
+                issuer=self.settings.public_url,
+                audience=self.settings.audience,
+                max_lifetime=self.settings.access_ttl,
             )
         except TokenError as e:
             log.debug("access token refused: %s", e)
             raise UnauthenticatedError() from e
-        sid, email = claims.get("sid"), claims.get("email")
-        if not isinstance(sid, str) or not isinstance(email, str):
-            raise UnauthenticatedError()
         # Anything but an exact "aal2" (a token from before levels existed too) is the lowest.
-        aal = Level.AAL2 if claims.get("acr") == Level.AAL2.acr else Level.AAL1
-        identity = Identity(str(claims["sub"]), email, sid, int(claims["exp"]), aal)
-        self._tokens.put(token, identity)
+        aal = Level.AAL2 if claims.aal == Level.AAL2 else Level.AAL1
+        identity = Identity(claims.sub, claims.email, claims.sid, claims.exp, aal)
+        self._tokens.put(token, (identity, self.keyring.generation))
         return identity
 
     async def check(self, token: str | None) -> Identity:
-        """A valid token of an unrevoked session, else UnauthenticatedError."""
+        """A valid token of an unrevoked session of its own user, else UnauthenticatedError."""
         if not token:
             raise UnauthenticatedError()
         identity = self.verify_token(token)
-        if not await self._session_valid(identity.session_id):
+        owner = await self._session_owner(identity.session_id)
+        if owner is None:
             raise UnauthenticatedError("This session has ended. Please sign in again.")
+        if owner != identity.user_id:
+            # Only a holder of a signing key can make such a token (or a bug): the session is
+            # someone else's, and its being live says nothing about this `sub`.
+            log.warning("access token refused: its session does not belong to its sub")
+            raise UnauthenticatedError()
         return identity
 
-    async def _session_valid(self, sid: str) -> bool:
-        """Cached validity, never older than REVOCATION_STALENESS.
+    async def _session_owner(self, sid: str) -> str | None:
+        """The user of a live session (None when it has ended), never older than
+        REVOCATION_STALENESS.
 
         Past half the staleness a background re-read starts (one per session, however many
         requests come in), so under load a hot session is never waited for; only an entry
         that is missing or too old is awaited, and then by every request on one shared read.
         """
-        entry: tuple[float, bool] | None = self._sessions.get(sid)
+        entry: tuple[float, str | None] | None = self._sessions.get(sid)
         if entry is not None:
             age = self.monotonic() - entry[0]
             if age <= REVOCATION_STALENESS / 2:
@@ -129,7 +142,7 @@ class Sessions:
                 return entry[1]
         return await asyncio.shield(self._reread(sid))
 
-    def _reread(self, sid: str) -> asyncio.Future[bool]:
+    def _reread(self, sid: str) -> asyncio.Future[str | None]:
         pending = self._inflight.get(sid)
         if pending is None:
             pending = asyncio.ensure_future(self._load(sid))
@@ -137,28 +150,28 @@ class Sessions:
             pending.add_done_callback(lambda done: self._reread_done(sid, done))
         return pending
 
-    def _reread_done(self, sid: str, done: asyncio.Future[bool]) -> None:
+    def _reread_done(self, sid: str, done: asyncio.Future[str | None]) -> None:
         self._inflight.pop(sid, None)
         if not done.cancelled() and done.exception() is not None:
             # A background re-read that failed (database away): the next request awaits a
             # fresh one and gets the 503; nothing is left unretrieved.
             log.debug("session re-read failed: %s", type(done.exception()).__name__)
 
-    async def _load(self, sid: str) -> bool:
+    async def _load(self, sid: str) -> str | None:
         started = self.monotonic()
-        valid = await self.db.run(store.session_valid(sid, int(self.clock())), write=False)
-        current: tuple[float, bool] | None = self._sessions.get(sid)
+        owner = await self.db.run(store.session_owner(sid, int(self.clock())), write=False)
+        current: tuple[float, str | None] | None = self._sessions.get(sid)
         # A revocation recorded while this read was under way (forget) must not be overwritten
         # by the read's older answer.
         if current is None or current[0] < started:
-            self._sessions.put(sid, (started, valid))
-            return valid
-        return bool(current[1])
+            self._sessions.put(sid, (started, owner))
+            return owner
+        return current[1]
 
     def forget(self, *session_ids: str) -> None:
         """Drop cached validity so a local revocation takes effect at once."""
         for sid in session_ids:
-            self._sessions.put(sid, (self.monotonic(), False))
+            self._sessions.put(sid, (self.monotonic(), None))
 
     async def logout(self, identity: Identity, *, everywhere: bool) -> list[str]:
         """Revoke this session, or every session of the person."""

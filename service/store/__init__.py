@@ -41,7 +41,7 @@ from service.store.sessions import (
     revoke_session,
     revoke_user_sessions,
     rotate_refresh,
-    session_valid,
+    session_owner,
 )
 from service.store.signins import (
     Attempt,
@@ -88,7 +88,7 @@ __all__ = [
     "revoke_session",
     "revoke_user_sessions",
     "rotate_refresh",
-    "session_valid",
+    "session_owner",
     "verify_code",
     "verify_link",
 ]

@@ -1,4 +1,13 @@
-"""Login flows: open, resend, verify by code or link, and the sign-in that completes one."""
+"""Login flows: open, resend, verify by code or link, and the sign-in that completes one.
+
+Locks (db.LOCK_ORDER; SQLite serialises every write anyway): every use case here that writes
+takes the address's advisory lock BEFORE any row of the address. A sign-in locks its flow,
+then the address's other live flows, failure count and user: two sign-ins of one address that
+each held one flow and wanted the other's deadlocked (a 500). Under the lock the first signs
+in and ends the other flows, the second finds its flow used (409), as on SQLite; and every
+count-then-act on the address (mail limits, failure count) is exact. A flow's email_key never
+changes, so reading it before the lock is safe.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +15,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from service.crypto import same
-from service.db import Lock, Q, Row, UseCase
+from service.db import Q, Row, UseCase, address_lock, ip_lock, replayable
 from service.store.limits import Limits, mail_limit_wait
 from service.store.sessions import NewSession, SignIn, open_session
 from service.store.signins import PendingStep, open_step, split
@@ -64,10 +73,17 @@ def flow_state(row: Row, now: int, max_attempts: int) -> FlowState:
     return "pending"
 
 
+@replayable
 def open_flow(flow: NewFlow, limits: Limits, now: int) -> UseCase[Outcome]:
     """Check the mail and start limits, then store the flow and log its mail."""
-    # Count-then-insert must not interleave for one address (PostgreSQL; SQLite serialises).
-    yield Lock("address:" + flow.email_key)
+    # Count-then-insert must not interleave, or racing starts all count the same rows and
+    # pass: per IP (its starts are for many addresses: the address lock alone let 36 of 60
+    # through a limit of 30) and per address (mail limits). IP first (LOCK_ORDER). Not locked:
+    # the global mail limit (a lock would serialise every start of the cluster); it may
+    # overshoot by the starts in flight at once.
+    if limits.starts_per_ip:
+        yield ip_lock(flow.ip)
+    yield address_lock(flow.email_key)
     wait = yield from mail_limit_wait(flow.email_key, flow.ip, limits, now)
     if wait > 0:
         return Outcome("rate_limited", retry_after=wait)
@@ -84,6 +100,16 @@ def open_flow(flow: NewFlow, limits: Limits, now: int) -> UseCase[Outcome]:
     return Outcome("ok")
 
 
+def _lock_address_of(flow_id: str) -> UseCase[str | None]:
+    """Take the advisory lock of a flow's address (before any row); its email_key, or None."""
+    rows = yield Q("SELECT email_key FROM login_flows WHERE id = :id", {"id": flow_id})
+    if not rows:
+        return None
+    email_key: str = rows[0]["email_key"]
+    yield address_lock(email_key)
+    return email_key
+
+
 def _lock_flow(flow_id: str) -> UseCase[Row | None]:
     """Read a flow and hold its row until the transaction ends (a no-op UPDATE locks it)."""
     rows = yield Q(
@@ -93,17 +119,20 @@ def _lock_flow(flow_id: str) -> UseCase[Row | None]:
     return rows[0] if rows else None
 
 
+@replayable
 def resend_flow(
     flow_id: str, *, code_hash: str, link_hash: str, limits: Limits, now: int, ttl: int
 ) -> UseCase[Outcome]:
     """Put a new code and link on a pending flow (attempts kept), within the mail limits."""
+    # The address before the flow's row: a sign-in holds the address and wants this row.
+    if (yield from _lock_address_of(flow_id)) is None:
+        return Outcome("not_found")
     row = yield from _lock_flow(flow_id)
     if row is None:
         return Outcome("not_found")
     state = flow_state(row, now, limits.code_attempts)
     if state not in ("pending", "mail_failed"):
         return Outcome(state)
-    yield Lock("address:" + row["email_key"])
     wait = yield from mail_limit_wait(row["email_key"], None, limits, now)
     if wait > 0:
         return Outcome("rate_limited", retry_after=wait)
@@ -127,6 +156,7 @@ def get_flow(flow_id: str) -> UseCase[Row | None]:
     return rows[0] if rows else None
 
 
+@replayable
 def verify_code(
     flow_id: str,
     candidate_hash: str,
@@ -141,11 +171,14 @@ def verify_code(
     One transaction: the attempt counter goes up before the hash is compared, and the consuming
     UPDATE is conditional on `consumed_at IS NULL`, so of two racing right answers one wins and
     the other finds the flow used (not a wrong code).
+
+    Under the address lock, so the failure count is exact: racing wrong codes all passed the
+    lock-out check before any was counted (20 evaluated for a limit of 10); now the limit-th
+    wrong code locks and every later one is refused.
     """
-    rows = yield Q("SELECT email_key FROM login_flows WHERE id = :id", {"id": flow_id})
-    if not rows:
+    email_key = yield from _lock_address_of(flow_id)
+    if email_key is None:
         return Outcome("not_found")
-    email_key = rows[0]["email_key"]
     if limits.address_failures:
         rows = yield Q(
             "SELECT locked_until FROM address_failures WHERE email_key = :k", {"k": email_key}
@@ -195,6 +228,7 @@ def _wrong_code(row: Row, limits: Limits, now: int) -> UseCase[Outcome]:
     return Outcome("wrong", tries_left=tries_left)
 
 
+@replayable
 def verify_link(
     flow_id: str,
     candidate_hash: str,
@@ -205,6 +239,8 @@ def verify_link(
     now: int,
 ) -> UseCase[Outcome]:
     """Check a link secret's hash and on success consume the flow and open a session."""
+    if (yield from _lock_address_of(flow_id)) is None:
+        return Outcome("invalid")
     row = yield from _lock_flow(flow_id)
     if row is None or not same(row["link_hash"], candidate_hash):
         return Outcome("invalid")
@@ -232,17 +268,22 @@ def _complete_first_step(
     """Consume the flow, end the address's other flows, find or create the user, and open a
     session, or, when the user has a second factor, a pending sign-in in its place.
 
-    The user upsert already returns the user's second factors, so a sign-in with a step still
-    due costs exactly the statements of one without: the INSERT into `signins` replaces the
-    INSERT into `sessions`. No session exists until every step has passed.
+    Under the address lock; rows in this order: flow, other flows, failures, user, then the
+    session or the pending sign-in. The user upsert already returns the user's second factors,
+    so a sign-in with a step still due costs exactly the statements of one without: the INSERT
+    into `signins` replaces the INSERT into `sessions`. No session exists until every step has
+    passed.
     """
     p = {"id": row["id"], "k": row["email_key"], "now": now}
     # 'signed_in' says the flow's own step passed; whether a session or a pending sign-in
     # followed is in `sessions`/`signins` (marking it apart would cost a statement here).
     yield Q("UPDATE login_flows SET consumed_at = :now, outcome = 'signed_in' WHERE id = :id", p)
+    # Only live flows: an expired one is dead already, and leaving it alone keeps this
+    # statement off the rows the purge deletes (flows older than a day), so a sign-in and a
+    # purge never lock the same flows in different orders.
     yield Q(
         "UPDATE login_flows SET consumed_at = :now, outcome = 'superseded'"
-        " WHERE email_key = :k AND consumed_at IS NULL AND id <> :id",
+        " WHERE email_key = :k AND consumed_at IS NULL AND expires_at > :now AND id <> :id",
         p,
     )
     if limits.address_failures:

@@ -1,4 +1,4 @@
-"""The abuse limits of DESIGN §4, counted in the database (so they hold across instances)."""
+"""The abuse limits of docs/design.md §4, counted in the database (they hold across instances)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from service.db import Q, UseCase
 
 @dataclass(frozen=True)
 class Limits:
-    """The abuse limits of DESIGN §4 (0 = off), in seconds and counts."""
+    """The abuse limits of docs/design.md §4 (0 = off), in seconds and counts."""
 
     code_attempts: int
     address_failures: int

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from service.db import Q, UseCase
+from service.db import Q, UseCase, replayable
 from service.store.flows import get_flow
 from service.store.users import find_user
 
 
+@replayable
 def claim_mail(flow_id: str, seq: int, *, check_user: bool, now: int) -> UseCase[str]:
     """Whether a queued mail should go out: 'send', 'suppress' (recorded) or 'skip' (stale)."""
     row = yield from get_flow(flow_id)
@@ -26,6 +27,7 @@ def claim_mail(flow_id: str, seq: int, *, check_user: bool, now: int) -> UseCase
     return "send"
 
 
+@replayable
 def mark_mail(flow_id: str, seq: int, *, status: str, error: str | None) -> UseCase[None]:
     """Record a send ('sent') or a transient error (status 'queued') for the current mail."""
     yield Q(
@@ -35,6 +37,7 @@ def mark_mail(flow_id: str, seq: int, *, status: str, error: str | None) -> UseC
     )
 
 
+@replayable
 def fail_mail(flow_id: str, seq: int, *, error: str, now: int) -> UseCase[None]:
     """A mail that finally failed kills its flow: no valid code is left that nobody received."""
     yield Q(

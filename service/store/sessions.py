@@ -1,11 +1,18 @@
-"""Sessions: look-ups, revocation, refresh-token rotation, and the periodic purge."""
+"""Sessions: look-ups, revocation, refresh-token rotation, and the periodic purge.
+
+Locks: these take no advisory lock and only session rows (rotation and revoking one session:
+one row, so they cannot be part of a deadlock; "everywhere": the user's sessions). A sign-in
+inserts a session but locks no existing one. The one crossing left is a purge deleting ended
+sessions while "sign out everywhere" revokes them, each over many rows in its own order: rare,
+and every write use case here is replayable, so PostgreSQL's deadlock victim is run again.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
 
-from service.db import Lock, Q, Row, UseCase
+from service.db import Lock, Q, Row, UseCase, replayable
 
 _SESSION_COLUMNS = (
     "s.id, s.user_id, s.created_at, s.last_used_at, s.idle_expires_at, s.expires_at,"
@@ -92,14 +99,15 @@ def get_session(session_id: str) -> UseCase[Row | None]:
     return rows[0] if rows else None
 
 
-def session_valid(session_id: str, now: int) -> UseCase[bool]:
-    """Unrevoked, not idle-expired, within its absolute lifetime (the /auth/check question)."""
+def session_owner(session_id: str, now: int) -> UseCase[str | None]:
+    """The user of a live session (unrevoked, not idle-expired, within its absolute lifetime),
+    else None: the /auth/check question, which also checks that this user is the token's `sub`."""
     rows = yield Q(
-        "SELECT 1 AS ok FROM sessions WHERE id = :id AND revoked_at IS NULL"
+        "SELECT user_id FROM sessions WHERE id = :id AND revoked_at IS NULL"
         " AND expires_at > :now AND idle_expires_at > :now",
         {"id": session_id, "now": now},
     )
-    return bool(rows)
+    return str(rows[0]["user_id"]) if rows else None
 
 
 def list_sessions(user_id: str, now: int) -> UseCase[list[Row]]:
@@ -113,6 +121,7 @@ def list_sessions(user_id: str, now: int) -> UseCase[list[Row]]:
     return rows
 
 
+@replayable
 def revoke_session(session_id: str, user_id: str | None, now: int) -> UseCase[bool]:
     """Revoke one session (of that user, when given); False if there was none to revoke."""
     owner = " AND user_id = :uid" if user_id is not None else ""
@@ -124,6 +133,7 @@ def revoke_session(session_id: str, user_id: str | None, now: int) -> UseCase[bo
     return bool(rows)
 
 
+@replayable
 def revoke_user_sessions(user_id: str, now: int) -> UseCase[list[str]]:
     """Revoke every live session of a user; returns their ids."""
     rows = yield Q(
@@ -149,6 +159,7 @@ class Rotation:
     auth_time: int = 0
 
 
+@replayable
 def rotate_refresh(chain: list[str], *, now: int, grace: int, idle_ttl: int) -> UseCase[Rotation]:
     """Rotate a refresh token, given the hashes of the presented token (`chain[0]`) and of the
     tokens derived from it after it (`chain[1]` is the one that replaces it).
@@ -223,6 +234,7 @@ def _rotation(state: str, row: Row) -> UseCase[Rotation]:
     )
 
 
+@replayable
 def purge(now: int, keep_flows: int) -> UseCase[dict[str, int]]:
     """Delete flows and mail records past the longest limit window, dead sessions and
     pending sign-ins past their five minutes."""

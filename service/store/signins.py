@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
-from service.db import Q, Row, UseCase
+from service.db import Q, Row, UseCase, replayable
 from service.store.sessions import NewSession, NewStep, SignIn, open_session
 
 _COLUMNS = (
@@ -123,6 +123,7 @@ def get_step(step_id: str, flow_id: str, now: int, max_attempts: int) -> UseCase
     return Attempt(state, _pending(rows[0], user) if state is StepState.PENDING else None)
 
 
+@replayable
 def count_attempt(step_id: str, flow_id: str, now: int, max_attempts: int) -> UseCase[Attempt]:
     """Count one answer to a pending sign-in, before the answer is checked.
 
@@ -143,6 +144,7 @@ def count_attempt(step_id: str, flow_id: str, now: int, max_attempts: int) -> Us
     return Attempt(StepState.PENDING, _pending(rows[0], user))
 
 
+@replayable
 def complete_step(
     step_id: str, flow_id: str, *, session: NewSession, now: int
 ) -> UseCase[SignIn | StepState]:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from service.db import Q, Row, UseCase
+from service.db import Q, Row, UseCase, address_lock, replayable
 
 
 def find_user(email_key: str) -> UseCase[Row | None]:
@@ -14,8 +14,12 @@ def find_user(email_key: str) -> UseCase[Row | None]:
     return rows[0] if rows else None
 
 
+@replayable
 def add_user(user_id: str, email: str, email_key: str, now: int) -> UseCase[tuple[Row, bool]]:
     """Create a user (operator CLI); returns (user, created)."""
+    # Under the address lock, like a sign-in that may create the same user: without it the
+    # two could both find no user and one INSERT would fail on the unique email_key.
+    yield address_lock(email_key)
     existing = yield from find_user(email_key)
     if existing is not None:
         return existing, False

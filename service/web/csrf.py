@@ -1,4 +1,4 @@
-"""CSRF for HTML forms: a signed double-submit token plus the request-origin rule (DESIGN §5).
+"""CSRF for HTML forms: a signed double-submit token plus the request-origin rule (design.md §5).
 
 The cookie holds a random value; the form carries an HMAC of it under the CSRF subkey. A page
 on another site can neither read the cookie (HttpOnly, and cross-origin reads are blocked) nor
@@ -24,6 +24,7 @@ from starlette.responses import Response
 from service.crypto import Keys
 from service.errors import CsrfError
 from service.settings import Settings
+from service.web.bodies import check_form_encoding
 from service.web.state import app_state
 
 log = logging.getLogger("latch.csrf")
@@ -115,6 +116,10 @@ async def read_form(request: Request) -> FormData:
     before the body is read, then the token."""
     settings: Settings = app_state(request).settings
     check_origin(request.headers, settings)
+    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if ctype == "application/x-www-form-urlencoded":
+        # Read first (Starlette keeps the body for `form()`): bad UTF-8 is refused, not replaced.
+        check_form_encoding(await request.body())
     form = await request.form(max_files=0, max_fields=MAX_FIELDS)
     check_token(request.cookies.get(settings.csrf_cookie), field(form, FIELD), settings)
     return form

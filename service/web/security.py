@@ -5,21 +5,16 @@ from __future__ import annotations
 import ipaddress
 import json
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import quote, urlsplit, urlunsplit
 
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.settings import Network, Settings
+from service.web.surface import surface_of
 
 # Paths that build no URL and are called by proxies and health checkers under other names.
 HOST_EXEMPT = ("/healthz", "/readyz", "/metrics", "/auth/check")
-JSON_PREFIXES = ("/api/", "/auth/", "/.well-known/", "/openapi.json", "/healthz", "/readyz")
-
-
-def wants_json(path: str) -> bool:
-    """True for endpoints that answer in JSON (errors included)."""
-    return path.startswith(JSON_PREFIXES)
 
 
 def content_security_policy(settings: Settings) -> str:
@@ -37,7 +32,7 @@ def content_security_policy(settings: Settings) -> str:
 
 
 class SecurityHeadersMiddleware:
-    """Adds the headers of DESIGN §5 to every response (unless the endpoint set its own)."""
+    """Adds the headers of docs/design.md §5 to every response (unless the endpoint set its own)."""
 
     def __init__(self, app: ASGIApp, settings: Settings) -> None:
         self.app = app
@@ -74,8 +69,17 @@ class _TooLarge(Exception):
     pass
 
 
-def _error_body(path: str, status: int, code: str, message: str) -> tuple[bytes, bytes]:
-    if wants_json(path):
+def _wants_json(scope: Scope) -> bool:
+    # The surface that took the request decides; before any did (an unknown host), the client's
+    # Accept header: browsers ask for text/html, API clients do not.
+    surface = surface_of(scope)
+    if surface is not None:
+        return surface.json
+    return "text/html" not in Headers(scope=scope).get("accept", "")
+
+
+def _error_body(scope: Scope, status: int, code: str, message: str) -> tuple[bytes, bytes]:
+    if _wants_json(scope):
         body = json.dumps({"error": {"code": code, "message": message}}).encode()
         return body, b"application/json"
     page = (
@@ -94,7 +98,7 @@ async def send_error(
     extra_headers: list[tuple[bytes, bytes]] | None = None,
 ) -> None:
     """Answer a raw ASGI request with an error in the format of its endpoint."""
-    body, ctype = _error_body(scope.get("path", ""), status, code, message)
+    body, ctype = _error_body(scope, status, code, message)
     headers = [(b"content-type", ctype), (b"content-length", str(len(body)).encode())]
     await send(
         {
@@ -119,14 +123,16 @@ class BodyLimitMiddleware:
             await self.app(scope, receive, send)
             return
         declared = Headers(scope=scope).get("content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
-            await send_error(scope, send, 413, "too_large", "The request body is too large.")
-            return
-        seen = 0
+        # A declared length over the limit is refused at the first read of the body, inside the
+        # route, so the 413 is rendered by the surface the request reached.
+        seen = int(declared) if declared is not None and declared.isdigit() else 0
+        seen = seen if seen > self.max_bytes else 0
         started = False
 
         async def counting_receive() -> Message:
             nonlocal seen
+            if seen > self.max_bytes:
+                raise _TooLarge
             message = await receive()
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
@@ -164,7 +170,7 @@ class HostCheckMiddleware:
             await self.app(scope, receive, send)
             return
         if self.settings.development and scope["method"] == "GET":
-            location = (self.settings.public_url + scope["path"]).encode()
+            location = (self.settings.public_url + location_path(scope["path"])).encode("ascii")
             await send(
                 {
                     "type": "http.response.start",
@@ -177,14 +183,39 @@ class HostCheckMiddleware:
         await send_error(scope, send, 400, "invalid_request", "Unknown host.")
 
 
+# RFC 3986 `pchar` without "%": what may stand unencoded in the path of a Location.
+_PATH_SAFE = "/!$&'()*+,;=:@-._~"
+
+
+def location_path(path: str) -> str:
+    """A decoded request path, percent-encoded for a Location header.
+
+    The ASGI path is already percent-decoded, so `/%0D%0ASet-Cookie:…` arrives holding a real
+    CR LF: put into a header raw, it splits the header (uvicorn then drops the connection).
+    Everything outside `pchar` is encoded, `%` included (it was decoded once already), and
+    whatever is not valid Unicode is replaced, so any path gives one ASCII header value.
+    """
+    encoded = quote(path, safe=_PATH_SAFE, errors="replace")
+    # An asterisk-form or absolute-form target may leave a path without its leading slash.
+    return encoded if encoded.startswith("/") else "/" + encoded
+
+
 def client_ip(scope: Scope, trusted: tuple[Network, ...]) -> str:
     """The socket peer; X-Forwarded-For only when the peer is a trusted proxy (then the
     right-most address that is not itself a trusted proxy)."""
     peer = (scope.get("client") or ("", 0))[0] or ""
     if not trusted or not _in(peer, trusted):
         return peer
-    forwarded = Headers(scope=scope).get("x-forwarded-for", "")
-    for candidate in reversed([p.strip() for p in forwarded.split(",") if p.strip()]):
+    # Every X-Forwarded-For line, in order, as one list: HAProxy's `option forwardfor` adds a
+    # line of its own after the client's instead of appending to it, so reading only the first
+    # line (Headers.get) would believe whatever the client wrote there.
+    hops = [
+        hop.strip()
+        for value in Headers(scope=scope).getlist("x-forwarded-for")
+        for hop in value.split(",")
+        if hop.strip()
+    ]
+    for candidate in reversed(hops):
         if not _in(candidate, trusted):
             return candidate if _is_ip(candidate) else peer
     return peer

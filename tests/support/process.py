@@ -16,6 +16,8 @@ import httpx
 
 from .net import HOST, free_port
 
+CHECKOUT = Path(__file__).resolve().parents[2]
+
 
 class LatchProcess:
     """`python -m service --host 127.0.0.1 --port N` with a given environment.
@@ -34,6 +36,9 @@ class LatchProcess:
             # SMTP_HOST or SECRET_KEY must not leak into the process under test.
             "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
             "PYTHONUNBUFFERED": "1",
+            # The process runs in a temp dir: it must import this checkout's `service`, not
+            # whichever one the virtual environment was installed from.
+            "PYTHONPATH": str(CHECKOUT),
             **env,
             # Last: Latch refuses requests addressed to any host but PUBLIC_URL's.
             "PUBLIC_URL": self.url,
