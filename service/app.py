@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterable
 from typing import Any
 
 from starlette.applications import Starlette
@@ -28,6 +28,7 @@ from service.pages import signin as pages_signin
 from service.settings import Settings
 from service.signin.flows import Login
 from service.signin.sessions import Sessions
+from service.signin.steps import SecondFactor, SecondFactors
 from service.tokens import Keyring, ensure_key
 from service.web.metrics import AccessLogMiddleware, Metrics
 from service.web.security import (
@@ -52,8 +53,13 @@ def create_app(
     mail_transport: Transport | None = None,
     database: Database | None = None,
     clock: Callable[[], float] = time.time,
+    second_factors: Iterable[SecondFactor] = (),
 ) -> Starlette:
-    """The Latch ASGI app. Tests pass a transport, a database or a clock; nothing is patched."""
+    """The Latch ASGI app. Tests pass a transport, a database or a clock; nothing is patched.
+
+    `second_factors` are the second-step methods this Latch can check (docs/design.md §11);
+    the factor features register theirs here.
+    """
     database = database or open_database(settings.storage.resolved_database_url)
     if settings.development and settings.tokens.algorithm != "HS256":
         ensure_key(settings.tokens.keys_dir, settings.tokens.algorithm)
@@ -121,6 +127,7 @@ def create_app(
             mailer=mailer,
             login=Login(settings, database, mailer, keyring, clock),
             sessions=Sessions(settings, database, keyring, clock),
+            factors=SecondFactors(second_factors),
             metrics=metrics,
             clock=clock,
         ),

@@ -31,6 +31,7 @@ HEADINGS = {
     ErrorCode.FLOW_EXPIRED: "This sign-in has expired",
     ErrorCode.FLOW_USED: "This has already been used",
     ErrorCode.FLOW_DEAD: "Too many wrong codes",
+    ErrorCode.SIGNIN_EXPIRED: "This sign-in has expired",
     ErrorCode.CSRF: "Please try again",
     ErrorCode.NOT_FOUND: "Page not found",
     ErrorCode.RATE_LIMITED: "Please wait",
@@ -45,6 +46,8 @@ DETAILS = {
     "signed in on that device. Otherwise, start again.",
     ErrorCode.FLOW_DEAD: "To protect your account, this sign-in stopped after too many wrong "
     "codes. Start again to get a new code.",
+    ErrorCode.SIGNIN_EXPIRED: "For your safety, the second step must follow the first within "
+    "five minutes. Start again to get a new code.",
     ErrorCode.CSRF: "The page was open for a long time, or the form came from another site.",
     ErrorCode.NOT_FOUND: "There is nothing at this address.",
 }

@@ -27,10 +27,13 @@ from service.errors import (
     ServiceError,
 )
 from service.settings import Settings
+from service.signin.assurance import Assurance, Level, Method
 from service.tokens import Keyring
 
 log = logging.getLogger("latch.flows")
 Clock = Callable[[], float]
+# How long a pending sign-in waits for its second step (docs/design.md §11).
+SIGNIN_TTL = 300
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -56,7 +59,17 @@ class Authenticated:
     next_url: str
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True)
+class SecondStepDue:
+    """The first step passed and a second one is due: no session yet, only the signed
+    `latch_signin` cookie naming the pending sign-in, and the methods that can answer it."""
+
+    methods: tuple[str, ...]
+    signin_cookie: str
+    next_url: str
+
+
+@dataclass(frozen=True)
 class LinkView:
     """What GET /login/link may show: the state and the masked address."""
 
@@ -105,6 +118,8 @@ class Login:
         self.keys = Keys.from_secret(settings.secret_key)
         self.links = LinkSigner(self.keys.signing)
         self.flow_cookies = ValueSigner(self.keys.signing, "latch.flow")
+        # A salt of its own: a latch_flow value can never pass for a latch_signin one.
+        self.signin_cookies = ValueSigner(self.keys.signing, "latch.signin")
         self.limits = settings.limits
 
     def _now(self) -> int:
@@ -225,7 +240,16 @@ class Login:
         log.info("login.resent flow=%s", flow_id[:8])
         return self._started(flow_id, row["expires_at"])
 
-    def _new_session(self, ip: str, user_agent: str) -> tuple[store.NewSession, str]:
+    def new_session(
+        self,
+        ip: str,
+        user_agent: str,
+        *,
+        amr: tuple[str, ...] = (Method.EMAIL.value,),
+        aal: Level = Level.AAL1,
+    ) -> tuple[store.NewSession, str]:
+        """A session to open (and its refresh token), with the pending sign-in that replaces
+        it when a second step turns out to be due."""
         refresh = crypto.new_secret()
         now = self._now()
         return store.NewSession(
@@ -236,16 +260,20 @@ class Login:
             ip=ip,
             user_agent=user_agent[:300],
             new_user_id=crypto.new_id(),
+            amr=amr,
+            aal=int(aal),
+            step=store.NewStep(id=crypto.new_id(), expires_at=now + SIGNIN_TTL),
         ), refresh
 
     async def verify_code(
         self, *, flow_id: str, code: str, ip: str, user_agent: str
-    ) -> Authenticated:
-        """Exchange a typed code for a session (one atomic step, see store.verify_code)."""
+    ) -> Authenticated | SecondStepDue:
+        """Exchange a typed code for a session, or for a pending sign-in when a second step
+        is due (one atomic step, see store.verify_code)."""
         normalised = crypto.normalise_code(code)
         if normalised is None:
             raise InvalidRequestError("Enter the 6-digit code from the email.", field="code")
-        session, refresh = self._new_session(ip, user_agent)
+        session, refresh = self.new_session(ip, user_agent)
         outcome = await self.db.run(
             store.verify_code(
                 flow_id,
@@ -283,14 +311,14 @@ class Login:
 
     async def verify_link(
         self, *, token: str, browser_flow_id: str | None, ip: str, user_agent: str
-    ) -> Authenticated:
-        """Exchange a magic link for a session."""
+    ) -> Authenticated | SecondStepDue:
+        """Exchange a magic link for a session (or a pending sign-in, as verify_code)."""
         flow_id, link_hash = self.read_link(token)
         if self.settings.signin.link_same_browser and browser_flow_id != flow_id:
             raise InvalidLinkError(
                 "Open this link in the browser where you asked for it, or use the code."
             )
-        session, refresh = self._new_session(ip, user_agent)
+        session, refresh = self.new_session(ip, user_agent)
         outcome = await self.db.run(
             store.verify_link(
                 flow_id,
@@ -303,7 +331,17 @@ class Login:
         )
         return self._finish(outcome, refresh, "link")
 
-    def _finish(self, outcome: store.Outcome, refresh: str, how: str) -> Authenticated:
+    def _finish(
+        self, outcome: store.Outcome, refresh: str, how: str
+    ) -> Authenticated | SecondStepDue:
+        if outcome.step is not None:
+            step = outcome.step
+            log.info("login.step_due how=%s user=%s signin=%s", how, step.user_id[:8], step.id[:8])
+            return SecondStepDue(
+                methods=step.methods,
+                signin_cookie=self.signin_cookies.dumps(f"{step.id}.{step.flow_id}"),
+                next_url=step.next_url,
+            )
         if outcome.state != "ok" or outcome.sign_in is None:
             log.info("login.failed how=%s reason=%s", how, outcome.state)
             if outcome.state == "codes_locked":
@@ -311,18 +349,25 @@ class Login:
             raise refusal(outcome)
         s = outcome.sign_in
         log.info("login.succeeded how=%s user=%s session=%s", how, s.user_id[:8], s.session_id[:8])
+        return self.authenticated(s, refresh)
+
+    def authenticated(self, sign_in: store.SignIn, refresh: str) -> Authenticated:
+        """The tokens of a session just opened."""
+        s = sign_in
+        assurance = Assurance.of(aal=s.aal, amr=s.amr, auth_time=s.auth_time)
         return Authenticated(
             user_id=s.user_id,
             email=s.email,
             session_id=s.session_id,
             session_expires_at=s.session_expires_at,
-            access_token=self.issue_access(s.user_id, s.email, s.session_id),
+            access_token=self.issue_access(s.user_id, s.email, s.session_id, assurance),
             refresh_token=refresh,
             next_url=s.next_url,
         )
 
-    def issue_access(self, user_id: str, email: str, session_id: str) -> str:
-        """A signed access JWT (RFC 9068 shape). JWT times use the wall clock."""
+    def issue_access(self, user_id: str, email: str, session_id: str, assurance: Assurance) -> str:
+        """A signed access JWT (RFC 9068 shape) saying how the session signed in (`amr`,
+        `acr`, `auth_time`: OpenID Connect Core §2). JWT times use the wall clock."""
         now = int(time.time())
         claims: dict[str, Any] = {
             "iss": self.settings.public_url,
@@ -334,8 +379,19 @@ class Login:
             "nbf": now,
             "exp": now + self.settings.sessions.access_ttl,
             "jti": crypto.new_id(),
+            "amr": list(assurance.amr),
+            "acr": assurance.aal.acr,
+            "auth_time": assurance.auth_time,
         }
         return self.keyring.sign(claims)
+
+    def signin_from_cookie(self, value: str | None) -> tuple[str, str] | None:
+        """(pending sign-in id, flow id) from a genuine `latch_signin` cookie under 5 minutes."""
+        if not value:
+            return None
+        bound = self.signin_cookies.loads(value, max_age=SIGNIN_TTL)
+        step_id, dot, flow_id = (bound or "").partition(".")
+        return (step_id, flow_id) if dot and step_id and flow_id else None
 
     def flow_from_cookie(self, value: str | None) -> str | None:
         """The flow id bound to this browser, if its cookie is genuine and young."""

@@ -25,6 +25,7 @@ import re
 
 from service import crypto, store
 from service.errors import UnauthenticatedError
+from service.signin.assurance import Assurance
 from service.signin.flows import Authenticated, Login
 
 log = logging.getLogger("latch.refresh")
@@ -85,12 +86,17 @@ async def refresh(login: Login, token: str | None) -> Authenticated:
         log.info("refresh.refused reason=%s session=%s", outcome.state, sid)
         raise RefreshRefusedError()
     log.info("session.refreshed how=%s session=%s", outcome.state, outcome.session_id[:8])
+    # A refreshed token says how the session signed in, not that it signed in again: amr,
+    # acr and auth_time come from the session row the rotation returned.
+    assurance = Assurance.of(aal=outcome.aal, amr=outcome.amr, auth_time=outcome.auth_time)
     return Authenticated(
         user_id=outcome.user_id,
         email=outcome.email,
         session_id=outcome.session_id,
         session_expires_at=outcome.expires_at,
-        access_token=login.issue_access(outcome.user_id, outcome.email, outcome.session_id),
+        access_token=login.issue_access(
+            outcome.user_id, outcome.email, outcome.session_id, assurance
+        ),
         refresh_token=tokens[1],
         next_url="",
     )

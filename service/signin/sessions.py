@@ -21,6 +21,7 @@ from service import store
 from service.db import Database
 from service.errors import UnauthenticatedError
 from service.settings import Settings
+from service.signin.assurance import Level
 from service.tokens import Keyring, TokenError
 
 log = logging.getLogger("latch.sessions")
@@ -37,6 +38,7 @@ class Identity:
     email: str
     session_id: str
     expires_at: int
+    aal: Level = Level.AAL1
 
 
 class _LRU:
@@ -101,8 +103,14 @@ class Sessions:
         except TokenError as e:
             log.debug("access token refused: %s", e)
             raise UnauthenticatedError() from e
+        # Anything but an exact "aal2" (a token from before levels existed too) is the lowest.
+        aal = Level.AAL2 if claims.aal == Level.AAL2 else Level.AAL1
         identity = Identity(
-            user_id=claims.sub, email=claims.email, session_id=claims.sid, expires_at=claims.exp
+            user_id=claims.sub,
+            email=claims.email,
+            session_id=claims.sid,
+            expires_at=claims.exp,
+            aal=aal,
         )
         self._tokens.put(token, (identity, self.keyring.generation))
         return identity

@@ -18,6 +18,8 @@ from service.crypto import same
 from service.db import Q, Row, UseCase, address_lock, ip_lock, replayable
 from service.settings import LimitSettings
 from service.store.limits import mail_limit_wait
+from service.store.sessions import NewSession, SignIn, open_session
+from service.store.signins import PendingStep, open_step, split
 from service.store.users import find_user
 
 FlowState = Literal["pending", "used", "expired", "dead", "mail_failed", "not_found"]
@@ -43,31 +45,6 @@ class NewFlow:
     user_agent: str
 
 
-@dataclass(frozen=True, kw_only=True)
-class NewSession:
-    """A session about to be opened by a successful sign-in."""
-
-    id: str
-    refresh_hash: str
-    idle_expires_at: int
-    expires_at: int
-    ip: str
-    user_agent: str
-    new_user_id: str
-
-
-@dataclass(frozen=True, kw_only=True)
-class SignIn:
-    """Who signed in, into which session, and where they go next."""
-
-    user_id: str
-    email: str
-    session_id: str
-    session_expires_at: int
-    next_url: str
-    flow_id: str
-
-
 @dataclass(frozen=True)
 class Outcome:
     """The result of a use case that may be refused: `state` says why."""
@@ -75,6 +52,8 @@ class Outcome:
     state: str
     _: KW_ONLY
     sign_in: SignIn | None = None
+    # Set instead of `sign_in` when the first step passed and a second one is due (§11).
+    step: PendingStep | None = None
     tries_left: int = 0
     retry_after: int = 0
     flow: Row | None = None
@@ -224,8 +203,7 @@ def verify_code(
         ok = (yield from find_user(email_key)) is not None
     if not ok:
         return (yield from _wrong_code(row, limits, now))
-    sign_in = yield from _complete_sign_in(row, session, limits, allow_signup, now)
-    return Outcome("ok", sign_in=sign_in)
+    return (yield from _complete_first_step(row, session, limits, allow_signup, now))
 
 
 def _wrong_code(row: Row, limits: LimitSettings, now: int) -> UseCase[Outcome]:
@@ -275,8 +253,7 @@ def verify_link(
         return Outcome("invalid")
     if not allow_signup and (yield from find_user(row["email_key"])) is None:
         return Outcome("invalid")
-    sign_in = yield from _complete_sign_in(row, session, limits, allow_signup, now)
-    return Outcome("ok", sign_in=sign_in)
+    return (yield from _complete_first_step(row, session, limits, allow_signup, now))
 
 
 def peek_link(flow_id: str, candidate_hash: str, max_attempts: int, now: int) -> UseCase[Outcome]:
@@ -287,14 +264,21 @@ def peek_link(flow_id: str, candidate_hash: str, max_attempts: int, now: int) ->
     return Outcome(flow_state(row, now, max_attempts), flow=row)
 
 
-def _complete_sign_in(
+def _complete_first_step(
     row: Row, session: NewSession, limits: LimitSettings, allow_signup: bool, now: int
-) -> UseCase[SignIn]:
-    """Consume the flow, end the address's other flows, find or create the user, open a session.
+) -> UseCase[Outcome]:
+    """Consume the flow, end the address's other flows, find or create the user, and open a
+    session, or, when the user has a second factor, a pending sign-in in its place.
 
-    Under the address lock; rows in this order: flow, other flows, failures, user, session.
+    Under the address lock; rows in this order: flow, other flows, failures, user, then the
+    session or the pending sign-in. The user upsert already returns the user's second factors,
+    so a sign-in with a step still due costs exactly the statements of one without: the INSERT
+    into `signins` replaces the INSERT into `sessions`. No session exists until every step has
+    passed.
     """
     p = {"id": row["id"], "k": row["email_key"], "now": now}
+    # 'signed_in' says the flow's own step passed; whether a session or a pending sign-in
+    # followed is in `sessions`/`signins` (marking it apart would cost a statement here).
     yield Q("UPDATE login_flows SET consumed_at = :now, outcome = 'signed_in' WHERE id = :id", p)
     # Only live flows: an expired one is dead already, and leaving it alone keeps this
     # statement off the rows the purge deletes (flows older than a day), so a sign-in and a
@@ -310,34 +294,50 @@ def _complete_sign_in(
         users = yield Q(
             "INSERT INTO users (id, email, email_key, created_at, last_login_at)"
             " VALUES (:uid, :email, :k, :now, :now) ON CONFLICT (email_key)"
-            " DO UPDATE SET last_login_at = :now RETURNING id, email",
+            " DO UPDATE SET last_login_at = :now RETURNING id, email, second_factors",
             {**p, "uid": session.new_user_id, "email": row["email"]},
         )
     else:
         users = yield Q(
-            "UPDATE users SET last_login_at = :now WHERE email_key = :k RETURNING id, email", p
+            "UPDATE users SET last_login_at = :now WHERE email_key = :k"
+            " RETURNING id, email, second_factors",
+            p,
         )
     user = users[0]
-    yield Q(
-        "INSERT INTO sessions (id, user_id, refresh_hash, prev_refresh_hash, rotated_at,"
-        " created_at, last_used_at, idle_expires_at, expires_at, revoked_at, ip, user_agent)"
-        " VALUES (:sid, :uid, :rh, NULL, NULL, :now, :now, :idle, :exp, NULL, :ip, :ua)",
-        {
-            "sid": session.id,
-            "uid": user["id"],
-            "rh": session.refresh_hash,
-            "now": now,
-            "idle": session.idle_expires_at,
-            "exp": session.expires_at,
-            "ip": session.ip,
-            "ua": session.user_agent,
-        },
-    )
-    return SignIn(
+    methods = split(user["second_factors"])
+    if methods:
+        if session.step is None:  # a caller that cannot carry a second step gets nothing
+            raise ValueError("a second step is due but the caller offered none")
+        yield from open_step(
+            session.step,
+            flow=row,
+            user_id=user["id"],
+            ip=session.ip,
+            user_agent=session.user_agent,
+            now=now,
+        )
+        step = PendingStep(
+            id=session.step.id,
+            user_id=user["id"],
+            email=user["email"],
+            flow_id=row["id"],
+            amr=("email",),
+            methods=methods,
+            next_url=row["next_url"],
+            attempts=0,
+            expires_at=session.step.expires_at,
+        )
+        return Outcome("ok", step=step)
+    yield from open_session(session, user["id"], now)
+    sign_in = SignIn(
         user_id=user["id"],
         email=user["email"],
         session_id=session.id,
         session_expires_at=session.expires_at,
         next_url=row["next_url"],
         flow_id=row["id"],
+        amr=session.amr,
+        aal=session.aal,
+        auth_time=now,
     )
+    return Outcome("ok", sign_in=sign_in)

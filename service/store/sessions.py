@@ -16,8 +16,77 @@ from service.db import Lock, Q, Row, UseCase, replayable
 
 _SESSION_COLUMNS = (
     "s.id, s.user_id, s.created_at, s.last_used_at, s.idle_expires_at, s.expires_at,"
-    " s.revoked_at, s.ip, s.user_agent, u.email"
+    " s.revoked_at, s.ip, s.user_agent, s.aal, s.amr, s.auth_time, u.email"
 )
+# What a rotation hands back, so that a refreshed access JWT says how the session signed in.
+_ROTATED = "id, user_id, expires_at, aal, amr, auth_time"
+
+
+@dataclass(frozen=True)
+class NewStep:
+    """The pending sign-in a verify opens instead of a session when a second step is due."""
+
+    id: str
+    expires_at: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class NewSession:
+    """A session about to be opened by a successful sign-in.
+
+    `amr`/`aal` say how it was signed in (RFC 8176 method values; docs/design.md §11): the
+    defaults are the email step alone. `step` is the pending sign-in opened instead of this
+    session when the user has a second factor (None: a sign-in that cannot have one).
+    """
+
+    id: str
+    refresh_hash: str
+    idle_expires_at: int
+    expires_at: int
+    ip: str
+    user_agent: str
+    new_user_id: str
+    amr: tuple[str, ...] = ("email",)
+    aal: int = 1
+    step: NewStep | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class SignIn:
+    """Who signed in, into which session, how, and where they go next."""
+
+    user_id: str
+    email: str
+    session_id: str
+    session_expires_at: int
+    next_url: str
+    flow_id: str
+    amr: tuple[str, ...] = ("email",)
+    aal: int = 1
+    auth_time: int = 0
+
+
+def open_session(session: NewSession, user_id: str, now: int) -> UseCase[None]:
+    """Store a new session for a sign-in whose every step passed (one INSERT)."""
+    yield Q(
+        "INSERT INTO sessions (id, user_id, refresh_hash, prev_refresh_hash, rotated_at,"
+        " created_at, last_used_at, idle_expires_at, expires_at, revoked_at, ip, user_agent,"
+        " aal, amr, auth_time)"
+        " VALUES (:sid, :uid, :rh, NULL, NULL, :now, :now, :idle, :exp, NULL, :ip, :ua,"
+        " :aal, :amr, :now)",
+        {
+            "sid": session.id,
+            "uid": user_id,
+            "rh": session.refresh_hash,
+            "now": now,
+            "idle": session.idle_expires_at,
+            "exp": session.expires_at,
+            "ip": session.ip,
+            "ua": session.user_agent,
+            "aal": session.aal,
+            "amr": " ".join(session.amr),
+        },
+    )
 
 
 def get_session(session_id: str) -> UseCase[Row | None]:
@@ -78,7 +147,7 @@ def revoke_user_sessions(user_id: str, now: int) -> UseCase[list[str]]:
 @dataclass(frozen=True)
 class Rotation:
     """What rotate_refresh decided: 'rotated', 'grace', 'theft', 'expired', 'revoked' or
-    'unknown'; the session and its user when one was found."""
+    'unknown'; the session, its user and how it signed in when one was found."""
 
     state: str
     _: KW_ONLY
@@ -86,6 +155,9 @@ class Rotation:
     user_id: str = ""
     email: str = ""
     expires_at: int = 0
+    aal: int = 1
+    amr: tuple[str, ...] = ("email",)
+    auth_time: int = 0
 
 
 @replayable
@@ -111,7 +183,7 @@ def rotate_refresh(chain: list[str], *, now: int, grace: int, idle_ttl: int) -> 
         "UPDATE sessions SET refresh_hash = :new, prev_refresh_hash = :old, rotated_at = :now,"
         " last_used_at = :now, idle_expires_at = CASE WHEN expires_at < :idle THEN expires_at"
         f" ELSE :idle END WHERE refresh_hash = :old AND {live}"
-        " RETURNING id, user_id, expires_at",
+        f" RETURNING {_ROTATED}",
         p,
     )
     if rows:
@@ -138,7 +210,7 @@ def rotate_refresh(chain: list[str], *, now: int, grace: int, idle_ttl: int) -> 
         rows = yield Q(
             "UPDATE sessions SET last_used_at = :now, idle_expires_at = CASE WHEN"
             " expires_at < :idle THEN expires_at ELSE :idle END WHERE id = :id"
-            " RETURNING id, user_id, expires_at",
+            f" RETURNING {_ROTATED}",
             {**p, "id": row["id"]},
         )
         return (yield from _rotation("grace", rows[0]))
@@ -157,12 +229,16 @@ def _rotation(state: str, row: Row) -> UseCase[Rotation]:
         user_id=row["user_id"],
         email=users[0]["email"] if users else "",
         expires_at=row["expires_at"],
+        aal=row["aal"],
+        amr=tuple(row["amr"].split()),
+        auth_time=row["auth_time"],
     )
 
 
 @replayable
 def purge(now: int, keep_flows: int) -> UseCase[dict[str, int]]:
-    """Delete flows and mail records past the longest limit window, and dead sessions."""
+    """Delete flows and mail records past the longest limit window, dead sessions and
+    pending sign-ins past their five minutes."""
     # Every instance purges on its own timer: one at a time does the work and the others find
     # nothing left, instead of racing over the same rows (and risking a deadlock between them).
     yield Lock("latch.purge")
@@ -186,6 +262,11 @@ def purge(now: int, keep_flows: int) -> UseCase[dict[str, int]]:
             "DELETE FROM sessions WHERE expires_at < :now OR idle_expires_at < :now"
             " OR revoked_at < :cut RETURNING id",
             {"cut": cut, "now": now},
+        ),
+        (
+            "signins",
+            "DELETE FROM signins WHERE expires_at < :now RETURNING id",
+            {"now": now},
         ),
     ):
         rows = yield Q(sql, p)

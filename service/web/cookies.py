@@ -5,7 +5,7 @@ from __future__ import annotations
 from starlette.responses import Response
 
 from service.settings import Settings
-from service.signin.flows import Authenticated
+from service.signin.flows import SIGNIN_TTL, Authenticated
 
 
 def _set(
@@ -72,4 +72,26 @@ def clear_flow_cookie(response: Response, settings: Settings) -> None:
     """Forget the flow (after sign-in)."""
     response.delete_cookie(
         settings.flow_cookie, path="/", secure=settings.cookie_secure, httponly=True, samesite="lax"
+    )
+
+
+def signin_cookie_name(settings: Settings) -> str:
+    """Name of the cookie naming a pending sign-in (host-only, prefixed under https)."""
+    return settings.cookie_name("latch_signin")
+
+
+def set_signin_cookie(response: Response, settings: Settings, value: str) -> None:
+    """Bind a pending sign-in (first step passed, docs/design.md §11) to this browser. It
+    grants nothing by itself: only the second step reads it."""
+    _set(response, settings, signin_cookie_name(settings), value, SIGNIN_TTL)
+
+
+def clear_signin_cookie(response: Response, settings: Settings) -> None:
+    """Forget the pending sign-in (completed, or ended)."""
+    response.delete_cookie(
+        signin_cookie_name(settings),
+        path="/",
+        secure=settings.cookie_secure,
+        httponly=True,
+        samesite="lax",
     )
