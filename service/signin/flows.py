@@ -15,21 +15,16 @@ from service.db import Database
 from service.delivery.mail import Mailer, MailJob
 from service.display import mask_email
 from service.errors import (
-    CodesLockedError,
-    FlowDeadError,
     FlowExpiredError,
-    FlowUsedError,
-    InvalidCodeError,
     InvalidLinkError,
     InvalidRequestError,
-    NotFoundError,
-    RateLimitedError,
-    ServiceError,
 )
 from service.settings import Settings
 from service.signin.assurance import Assurance, Level, Method
+from service.signin.refusals import flow_refusal
 from service.tokens import Keyring
 
+Verdict = store.Verdict
 log = logging.getLogger("latch.flows")
 Clock = Callable[[], float]
 # How long a pending sign-in waits for its second step (docs/design.md §11).
@@ -75,28 +70,6 @@ class LinkView:
 
     state: str
     masked_email: str
-
-
-def refusal(outcome: store.Outcome) -> ServiceError:
-    """The public error for a refused use case."""
-    state = outcome.state
-    if state == "wrong":
-        return InvalidCodeError(outcome.tries_left)
-    if state == "used":
-        return FlowUsedError()
-    if state == "expired":
-        return FlowExpiredError()
-    if state == "dead":
-        return FlowDeadError()
-    if state == "mail_failed":
-        return FlowExpiredError("We could not deliver the email with this code. Ask for a new one.")
-    if state == "codes_locked":
-        return CodesLockedError(outcome.retry_after)
-    if state == "rate_limited":
-        return RateLimitedError(outcome.retry_after)
-    if state == "invalid":
-        return InvalidLinkError()
-    return NotFoundError("This sign-in has ended. Please start again.")
 
 
 class Login:
@@ -194,10 +167,10 @@ class Login:
         except BaseException:
             self.mailer.release()
             raise
-        if outcome.state != "ok":
+        if outcome.state is not Verdict.OK:
             self.mailer.release()
             log.info("limit.hit what=start to=%s", mask_email(address))
-            raise refusal(outcome)
+            raise flow_refusal(outcome)
         self._queue_mail(flow_id, 1, address, code, token, expires_at, ip, user_agent)
         log.info("login.started flow=%s to=%s", flow_id[:8], mask_email(address))
         return self._started(flow_id, expires_at)
@@ -221,11 +194,11 @@ class Login:
         except BaseException:
             self.mailer.release()
             raise
-        if outcome.state != "ok" or outcome.flow is None:
+        if outcome.state is not Verdict.OK or outcome.flow is None:
             self.mailer.release()
-            if outcome.state == "rate_limited":
+            if outcome.state is Verdict.RATE_LIMITED:
                 log.info("limit.hit what=resend flow=%s", flow_id[:8])
-            raise refusal(outcome)
+            raise flow_refusal(outcome)
         row = outcome.flow
         self._queue_mail(
             flow_id,
@@ -305,8 +278,8 @@ class Login:
             store.peek_link(flow_id, link_hash, self.limits.code_attempts, self._now()),
             write=False,
         )
-        if outcome.state != "pending" or outcome.flow is None:
-            raise refusal(outcome)
+        if outcome.state is not Verdict.PENDING or outcome.flow is None:
+            raise flow_refusal(outcome)
         return LinkView(state=outcome.state, masked_email=mask_email(outcome.flow["email"]))
 
     async def verify_link(
@@ -342,11 +315,11 @@ class Login:
                 signin_cookie=self.signin_cookies.dumps(f"{step.id}.{step.flow_id}"),
                 next_url=step.next_url,
             )
-        if outcome.state != "ok" or outcome.sign_in is None:
+        if outcome.state is not Verdict.OK or outcome.sign_in is None:
             log.info("login.failed how=%s reason=%s", how, outcome.state)
-            if outcome.state == "codes_locked":
+            if outcome.state is Verdict.CODES_LOCKED:
                 log.info("limit.hit what=codes")
-            raise refusal(outcome)
+            raise flow_refusal(outcome)
         s = outcome.sign_in
         log.info("login.succeeded how=%s user=%s session=%s", how, s.user_id[:8], s.session_id[:8])
         return self.authenticated(s, refresh)

@@ -78,9 +78,9 @@ async def refresh(login: Login, token: str | None) -> Authenticated:
             idle_ttl=settings.sessions.idle_ttl,
         )
     )
-    if outcome.state not in ("rotated", "grace"):
+    if outcome.state not in (store.RotationState.ROTATED, store.RotationState.GRACE):
         sid = outcome.session_id[:8]
-        if outcome.state == "theft":
+        if outcome.state is store.RotationState.THEFT:
             log.warning("session.revoked reason=refresh-reuse session=%s", sid)
             raise RefreshRefusedError(revoked=outcome.session_id)
         log.info("refresh.refused reason=%s session=%s", outcome.state, sid)

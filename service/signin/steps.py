@@ -20,15 +20,13 @@ from typing import Protocol
 
 from service import store
 from service.errors import (
-    FlowDeadError,
-    FlowUsedError,
     InvalidCodeError,
     InvalidRequestError,
-    ServiceError,
     SigninExpiredError,
 )
 from service.signin.assurance import Method, assurance_of
 from service.signin.flows import Authenticated, Login
+from service.signin.refusals import step_refusal
 
 log = logging.getLogger("latch.steps")
 
@@ -62,15 +60,6 @@ class SecondFactors:
     def get(self, method: str) -> SecondFactor | None:
         """The factor for a method, if one is registered."""
         return self._by_method.get(method)
-
-
-def step_refusal(state: store.StepState) -> ServiceError:
-    """The public error for a pending sign-in that cannot take an answer."""
-    if state is store.StepState.USED:
-        return FlowUsedError("This sign-in has already been completed.")
-    if state is store.StepState.DEAD:
-        return FlowDeadError("Too many wrong answers. Please start again.")
-    return SigninExpiredError()
 
 
 async def pending_step(login: Login, cookie: str | None) -> store.PendingStep:

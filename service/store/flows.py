@@ -12,7 +12,7 @@ changes, so reading it before the lock is safe.
 from __future__ import annotations
 
 from dataclasses import KW_ONLY, dataclass
-from typing import Literal
+from enum import StrEnum
 
 from service.crypto import same
 from service.db import Q, Row, UseCase, address_lock, ip_lock, replayable
@@ -22,7 +22,25 @@ from service.store.sessions import NewSession, SignIn, open_session
 from service.store.signins import PendingStep, open_step, split
 from service.store.users import find_user
 
-FlowState = Literal["pending", "used", "expired", "dead", "mail_failed", "not_found"]
+
+class Verdict(StrEnum):
+    """What a flow use case decided. Typed, so a misspelt state is a type error, not a 404."""
+
+    OK = "ok"
+    PENDING = "pending"
+    WRONG = "wrong"
+    USED = "used"
+    EXPIRED = "expired"
+    DEAD = "dead"
+    MAIL_FAILED = "mail_failed"
+    CODES_LOCKED = "codes_locked"
+    RATE_LIMITED = "rate_limited"
+    INVALID = "invalid"
+    NOT_FOUND = "not_found"
+
+
+# Where a flow stands, from its row: the subset of verdicts `flow_state` returns.
+FlowState = Verdict
 
 _FLOW_COLUMNS = (
     "id, email, email_key, code_hash, link_hash, next_url, created_at, expires_at, attempts, "
@@ -49,7 +67,7 @@ class NewFlow:
 class Outcome:
     """The result of a use case that may be refused: `state` says why."""
 
-    state: str
+    state: Verdict
     _: KW_ONLY
     sign_in: SignIn | None = None
     # Set instead of `sign_in` when the first step passed and a second one is due (§11).
@@ -63,16 +81,16 @@ def flow_state(row: Row, now: int, max_attempts: int) -> FlowState:
     """Where a flow stands, from its row."""
     outcome = row["outcome"]
     if outcome in ("signed_in", "superseded"):
-        return "used"
+        return Verdict.USED
     if outcome == "too_many_attempts":
-        return "dead"
+        return Verdict.DEAD
     if outcome == "mail_failed":
-        return "mail_failed"
+        return Verdict.MAIL_FAILED
     if row["expires_at"] <= now:
-        return "expired"
+        return Verdict.EXPIRED
     if max_attempts and row["attempts"] >= max_attempts:
-        return "dead"
-    return "pending"
+        return Verdict.DEAD
+    return Verdict.PENDING
 
 
 @replayable
@@ -88,7 +106,7 @@ def open_flow(flow: NewFlow, limits: LimitSettings, now: int) -> UseCase[Outcome
     yield address_lock(flow.email_key)
     wait = yield from mail_limit_wait(flow.email_key, flow.ip, limits, now)
     if wait > 0:
-        return Outcome("rate_limited", retry_after=wait)
+        return Outcome(Verdict.RATE_LIMITED, retry_after=wait)
     yield Q(
         f"INSERT INTO login_flows ({_FLOW_COLUMNS}) VALUES (:id, :email, :email_key, :code_hash,"
         " :link_hash, :next_url, :now, :expires_at, 0, NULL, NULL, 1, 'queued', NULL, :now,"
@@ -99,7 +117,7 @@ def open_flow(flow: NewFlow, limits: LimitSettings, now: int) -> UseCase[Outcome
         "INSERT INTO mail_log (flow_id, email_key, created_at) VALUES (:id, :k, :now)",
         {"id": flow.id, "k": flow.email_key, "now": now},
     )
-    return Outcome("ok")
+    return Outcome(Verdict.OK)
 
 
 def _lock_address_of(flow_id: str) -> UseCase[str | None]:
@@ -128,16 +146,16 @@ def resend_flow(
     """Put a new code and link on a pending flow (attempts kept), within the mail limits."""
     # The address before the flow's row: a sign-in holds the address and wants this row.
     if (yield from _lock_address_of(flow_id)) is None:
-        return Outcome("not_found")
+        return Outcome(Verdict.NOT_FOUND)
     row = yield from _lock_flow(flow_id)
     if row is None:
-        return Outcome("not_found")
+        return Outcome(Verdict.NOT_FOUND)
     state = flow_state(row, now, limits.code_attempts)
-    if state not in ("pending", "mail_failed"):
+    if state not in (Verdict.PENDING, Verdict.MAIL_FAILED):
         return Outcome(state)
     wait = yield from mail_limit_wait(row["email_key"], None, limits, now)
     if wait > 0:
-        return Outcome("rate_limited", retry_after=wait)
+        return Outcome(Verdict.RATE_LIMITED, retry_after=wait)
     rows = yield Q(
         "UPDATE login_flows SET code_hash = :c, link_hash = :l, mail_seq = mail_seq + 1,"
         " mail_status = 'queued', mail_error = NULL, mail_at = :now, expires_at = :exp,"
@@ -149,7 +167,7 @@ def resend_flow(
         "INSERT INTO mail_log (flow_id, email_key, created_at) VALUES (:id, :k, :now)",
         {"id": flow_id, "k": row["email_key"], "now": now},
     )
-    return Outcome("ok", flow=rows[0])
+    return Outcome(Verdict.OK, flow=rows[0])
 
 
 def get_flow(flow_id: str) -> UseCase[Row | None]:
@@ -180,13 +198,13 @@ def verify_code(
     """
     email_key = yield from _lock_address_of(flow_id)
     if email_key is None:
-        return Outcome("not_found")
+        return Outcome(Verdict.NOT_FOUND)
     if limits.address_failures:
         rows = yield Q(
             "SELECT locked_until FROM address_failures WHERE email_key = :k", {"k": email_key}
         )
         if rows and rows[0]["locked_until"] > now:
-            return Outcome("codes_locked", retry_after=rows[0]["locked_until"] - now)
+            return Outcome(Verdict.CODES_LOCKED, retry_after=rows[0]["locked_until"] - now)
     under = " AND attempts < :max" if limits.code_attempts else ""
     rows = yield Q(
         "UPDATE login_flows SET attempts = attempts + 1 WHERE id = :id AND consumed_at IS NULL"
@@ -195,7 +213,7 @@ def verify_code(
     )
     if not rows:
         row = yield from get_flow(flow_id)
-        return Outcome(flow_state(row, now, limits.code_attempts) if row else "not_found")
+        return Outcome(flow_state(row, now, limits.code_attempts) if row else Verdict.NOT_FOUND)
     row = rows[0]
     # A suppressed flow (no mail was sent) fails exactly as a wrong code does.
     ok = same(row["code_hash"], candidate_hash) and row["mail_status"] != "suppressed"
@@ -227,7 +245,7 @@ def _wrong_code(row: Row, limits: LimitSettings, now: int) -> UseCase[Outcome]:
                 {"k": row["email_key"], "until": now + limits.address_lock},
             )
     tries_left = max(0, limits.code_attempts - row["attempts"]) if limits.code_attempts else 1
-    return Outcome("wrong", tries_left=tries_left)
+    return Outcome(Verdict.WRONG, tries_left=tries_left)
 
 
 @replayable
@@ -242,17 +260,17 @@ def verify_link(
 ) -> UseCase[Outcome]:
     """Check a link secret's hash and on success consume the flow and open a session."""
     if (yield from _lock_address_of(flow_id)) is None:
-        return Outcome("invalid")
+        return Outcome(Verdict.INVALID)
     row = yield from _lock_flow(flow_id)
     if row is None or not same(row["link_hash"], candidate_hash):
-        return Outcome("invalid")
+        return Outcome(Verdict.INVALID)
     state = flow_state(row, now, limits.code_attempts)
-    if state != "pending":
+    if state != Verdict.PENDING:
         return Outcome(state)
     if row["mail_status"] == "suppressed":
-        return Outcome("invalid")
+        return Outcome(Verdict.INVALID)
     if not allow_signup and (yield from find_user(row["email_key"])) is None:
-        return Outcome("invalid")
+        return Outcome(Verdict.INVALID)
     return (yield from _complete_first_step(row, session, limits, allow_signup, now))
 
 
@@ -260,7 +278,7 @@ def peek_link(flow_id: str, candidate_hash: str, max_attempts: int, now: int) ->
     """What GET /login/link shows: the flow's state if the link is genuine. Consumes nothing."""
     row = yield from get_flow(flow_id)
     if row is None or not same(row["link_hash"], candidate_hash):
-        return Outcome("invalid")
+        return Outcome(Verdict.INVALID)
     return Outcome(flow_state(row, now, max_attempts), flow=row)
 
 
@@ -327,7 +345,7 @@ def _complete_first_step(
             attempts=0,
             expires_at=session.step.expires_at,
         )
-        return Outcome("ok", step=step)
+        return Outcome(Verdict.OK, step=step)
     yield from open_session(session, user["id"], now)
     sign_in = SignIn(
         user_id=user["id"],
@@ -340,4 +358,4 @@ def _complete_first_step(
         aal=session.aal,
         auth_time=now,
     )
-    return Outcome("ok", sign_in=sign_in)
+    return Outcome(Verdict.OK, sign_in=sign_in)

@@ -10,6 +10,7 @@ and every write use case here is replayable, so PostgreSQL's deadlock victim is 
 from __future__ import annotations
 
 from dataclasses import KW_ONLY, dataclass
+from enum import StrEnum
 from typing import Any
 
 from service.db import Lock, Q, Row, UseCase, replayable
@@ -144,12 +145,22 @@ def revoke_user_sessions(user_id: str, now: int) -> UseCase[list[str]]:
     return [row["id"] for row in rows]
 
 
+class RotationState(StrEnum):
+    """What rotate_refresh decided about a presented refresh token."""
+
+    ROTATED = "rotated"
+    GRACE = "grace"  # the previous token, within REFRESH_GRACE: handed the same successor
+    THEFT = "theft"  # an older token: the session is revoked
+    EXPIRED = "expired"
+    REVOKED = "revoked"
+    UNKNOWN = "unknown"
+
+
 @dataclass(frozen=True)
 class Rotation:
-    """What rotate_refresh decided: 'rotated', 'grace', 'theft', 'expired', 'revoked' or
-    'unknown'; the session, its user and how it signed in when one was found."""
+    """What rotate_refresh decided; the session, its user and how it signed in when found."""
 
-    state: str
+    state: RotationState
     _: KW_ONLY
     session_id: str = ""
     user_id: str = ""
@@ -187,7 +198,7 @@ def rotate_refresh(chain: list[str], *, now: int, grace: int, idle_ttl: int) -> 
         p,
     )
     if rows:
-        return (yield from _rotation("rotated", rows[0]))
+        return (yield from _rotation(RotationState.ROTATED, rows[0]))
     names = [f"h{i}" for i in range(len(chain))]
     p.update(zip(names, chain, strict=True))
     in_chain = ", ".join(f":{n}" for n in names)
@@ -199,12 +210,12 @@ def rotate_refresh(chain: list[str], *, now: int, grace: int, idle_ttl: int) -> 
         p,
     )
     if not rows:
-        return Rotation("unknown")
+        return Rotation(RotationState.UNKNOWN)
     row = rows[0]
     if row["revoked_at"] is not None:
-        return Rotation("revoked", session_id=row["id"])
+        return Rotation(RotationState.REVOKED, session_id=row["id"])
     if row["expires_at"] <= now or row["idle_expires_at"] <= now:
-        return Rotation("expired", session_id=row["id"])
+        return Rotation(RotationState.EXPIRED, session_id=row["id"])
     in_grace = row["rotated_at"] is not None and now - row["rotated_at"] <= grace
     if row["prev_refresh_hash"] == chain[0] and row["refresh_hash"] == chain[1] and in_grace:
         rows = yield Q(
@@ -213,15 +224,15 @@ def rotate_refresh(chain: list[str], *, now: int, grace: int, idle_ttl: int) -> 
             f" RETURNING {_ROTATED}",
             {**p, "id": row["id"]},
         )
-        return (yield from _rotation("grace", rows[0]))
+        return (yield from _rotation(RotationState.GRACE, rows[0]))
     yield Q(
         "UPDATE sessions SET revoked_at = :now WHERE id = :id AND revoked_at IS NULL",
         {"now": now, "id": row["id"]},
     )
-    return Rotation("theft", session_id=row["id"], user_id=row["user_id"])
+    return Rotation(RotationState.THEFT, session_id=row["id"], user_id=row["user_id"])
 
 
-def _rotation(state: str, row: Row) -> UseCase[Rotation]:
+def _rotation(state: RotationState, row: Row) -> UseCase[Rotation]:
     users = yield Q("SELECT email FROM users WHERE id = :id", {"id": row["user_id"]})
     return Rotation(
         state,
