@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from email.message import EmailMessage
 
 from starlette.testclient import TestClient
@@ -230,11 +230,11 @@ class _FailFirst(RecordingTransport):
         super().__init__()
         self.refused = 0
 
-    async def send(self, message: EmailMessage) -> None:
+    async def send(self, message: EmailMessage, *, sender: str, recipients: Sequence[str]) -> None:
         if not self.refused:
             self.refused += 1
             raise PermanentMailError("550 no such mailbox")
-        await super().send(message)
+        await super().send(message, sender=sender, recipients=recipients)
 
 
 class _Held(RecordingTransport):
@@ -244,9 +244,9 @@ class _Held(RecordingTransport):
         super().__init__()
         self.released = threading.Event()
 
-    async def send(self, message: EmailMessage) -> None:
+    async def send(self, message: EmailMessage, *, sender: str, recipients: Sequence[str]) -> None:
         await asyncio.to_thread(self.released.wait)
-        await super().send(message)
+        await super().send(message, sender=sender, recipients=recipients)
 
 
 def _app_client(settings: Settings, transport: RecordingTransport, clock: FakeClock) -> TestClient:
