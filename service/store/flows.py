@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from service.addresses import limit_key
 from service.crypto import same
 from service.db import Lock, Q, Row, UseCase
 from service.store.limits import Limits, mail_limit_wait
@@ -87,9 +88,11 @@ def flow_state(row: Row, now: int, max_attempts: int) -> FlowState:
 
 def open_flow(flow: NewFlow, limits: Limits, now: int) -> UseCase[Outcome]:
     """Check the mail and start limits, then store the flow and log its mail."""
-    # Count-then-insert must not interleave for one address (PostgreSQL; SQLite serialises).
-    yield Lock("address:" + flow.email_key)
-    wait = yield from mail_limit_wait(flow.email_key, flow.ip, limits, now)
+    # The mail limits count per inbox (limit_key: `+tag` dropped), not per account spelling.
+    # Count-then-insert must not interleave for one inbox (PostgreSQL; SQLite serialises).
+    key = limit_key(flow.email_key)
+    yield Lock("address:" + key)
+    wait = yield from mail_limit_wait(key, flow.ip, limits, now)
     if wait > 0:
         return Outcome("rate_limited", retry_after=wait)
     yield Q(
@@ -98,9 +101,10 @@ def open_flow(flow: NewFlow, limits: Limits, now: int) -> UseCase[Outcome]:
         " :ip, :user_agent)",
         {**flow.__dict__, "now": now},
     )
+    # mail_log.email_key holds the limit key: the log exists only to count the mail limits.
     yield Q(
         "INSERT INTO mail_log (flow_id, email_key, created_at) VALUES (:id, :k, :now)",
-        {"id": flow.id, "k": flow.email_key, "now": now},
+        {"id": flow.id, "k": key, "now": now},
     )
     return Outcome("ok")
 
@@ -124,8 +128,9 @@ def resend_flow(
     state = flow_state(row, now, limits.code_attempts)
     if state not in ("pending", "mail_failed"):
         return Outcome(state)
-    yield Lock("address:" + row["email_key"])
-    wait = yield from mail_limit_wait(row["email_key"], None, limits, now)
+    key = limit_key(row["email_key"])
+    yield Lock("address:" + key)
+    wait = yield from mail_limit_wait(key, None, limits, now)
     if wait > 0:
         return Outcome("rate_limited", retry_after=wait)
     rows = yield Q(
@@ -137,7 +142,7 @@ def resend_flow(
     )
     yield Q(
         "INSERT INTO mail_log (flow_id, email_key, created_at) VALUES (:id, :k, :now)",
-        {"id": flow_id, "k": row["email_key"], "now": now},
+        {"id": flow_id, "k": key, "now": now},
     )
     return Outcome("ok", flow=rows[0])
 
@@ -167,6 +172,9 @@ def verify_code(
     if not rows:
         return Outcome("not_found")
     email_key = rows[0]["email_key"]
+    # Failures count per account (email_key), not per inbox (limit_key): the lock protects an
+    # account's codes, and a code for user+a@ can only sign in to user+a@. Sharing it across
+    # tags would only let anyone lock user@ out by failing codes on user+anything@.
     if limits.address_failures:
         rows = yield Q(
             "SELECT locked_until FROM address_failures WHERE email_key = :k", {"k": email_key}
