@@ -11,7 +11,7 @@ from starlette.routing import BaseRoute, Route
 from service import csrf
 from service.api import current_identity, state
 from service.cookies import clear_session_cookies
-from service.display import describe_device
+from service.device import device_name
 from service.errors import UnauthenticatedError
 from service.pages import redirect, render
 
@@ -51,7 +51,7 @@ async def account_page(request: Request) -> Response:
     rows = [
         {
             "id": s["id"],
-            "device": describe_device(s["user_agent"] or "") or "Unknown device",
+            "device": device_name(s["user_agent"] or "") or "Unknown device",
             "ip": s["ip"] or "unknown",
             "created": _moment(s["created_at"], now),
             "last_used": _moment(s["last_used_at"] or s["created_at"], now),

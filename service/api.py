@@ -16,7 +16,7 @@ from service.cookies import (
     set_flow_cookie,
     set_session_cookies,
 )
-from service.display import describe_device
+from service.device import device_name
 from service.errors import (
     ForbiddenOriginError,
     InvalidRequestError,
@@ -259,7 +259,7 @@ async def sessions_list(request: Request) -> Response:
     _, _, sessions = state(request)
     rows = await sessions.list(await current_identity(request))
     for row in rows:
-        row["device"] = describe_device(row["user_agent"] or "") or "Unknown device"
+        row["device"] = device_name(row["user_agent"] or "") or "Unknown device"
     return JSONResponse({"sessions": rows})
 
 
