@@ -14,7 +14,15 @@ from service.settings import Network, Settings
 
 # Paths that build no URL and are called by proxies and health checkers under other names.
 HOST_EXEMPT = ("/healthz", "/readyz", "/metrics", "/auth/check")
-JSON_PREFIXES = ("/api/", "/auth/", "/.well-known/", "/openapi.json", "/healthz", "/readyz")
+JSON_PREFIXES = (
+    "/api/",
+    "/auth/",
+    "/.well-known/",
+    "/openapi.json",
+    "/healthz",
+    "/readyz",
+    "/metrics",
+)
 
 
 def wants_json(path: str) -> bool:

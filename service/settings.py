@@ -25,6 +25,10 @@ LOGO_TYPES = {
     ".webp": "image/webp",
 }
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+LOOPBACK: tuple[Network, ...] = (
+    ipaddress.ip_network("127.0.0.0/8"),
+    ipaddress.ip_network("::1/128"),
+)
 
 
 @dataclass(frozen=True)
@@ -59,6 +63,7 @@ class Settings:
     allow_signup: bool = True
     link_same_browser: bool = False
     trusted_proxies: tuple[Network, ...] = ()
+    metrics_allow: tuple[Network, ...] = LOOPBACK
     purge_interval: int = 3600
     shutdown_grace: float = 20.0
     keys_reload_interval: float = 5.0
@@ -257,6 +262,8 @@ def load_settings(environ: Mapping[str, str], *, require_key: bool = True) -> Se
         kw["allowed_email_domains"] = tuple(d.lower() for d in _list(env["ALLOWED_EMAIL_DOMAINS"]))
     if "TRUSTED_PROXIES" in env:
         kw["trusted_proxies"] = _networks(env["TRUSTED_PROXIES"], "TRUSTED_PROXIES")
+    if "METRICS_ALLOW" in env:
+        kw["metrics_allow"] = _networks(env["METRICS_ALLOW"], "METRICS_ALLOW")
     if "MAIL_RETRY_DELAYS" in env:
         kw["mail_retry_delays"] = tuple(
             _float(x, "MAIL_RETRY_DELAYS") for x in _list(env["MAIL_RETRY_DELAYS"])
