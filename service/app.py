@@ -69,7 +69,9 @@ def create_app(
         Keys.from_secret(settings.secret_key).jwt_hmac,
     )
     mailer = Mailer(settings, mail_transport or default_transport(settings), database, clock)
-    metrics = Metrics()
+    metrics = Metrics(
+        allow=settings.web.metrics_allow, trusted_proxies=settings.web.trusted_proxies
+    )
     metrics.watch_queue(lambda: mailer.depth)
 
     @contextlib.asynccontextmanager

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from email.message import EmailMessage
 from email.utils import parsedate_to_datetime
 from pathlib import Path
@@ -49,6 +49,9 @@ def _job(**overrides: Any) -> MailJob:
     return MailJob(**fields)
 
 
+SENDER = "login@localhost"
+
+
 def _message(to: str = "ada@example.com") -> EmailMessage:
     message = EmailMessage()
     message["From"] = "Latch <login@localhost>"
@@ -62,7 +65,8 @@ def _send(settings: Settings, message: EmailMessage | None = None) -> None:
     async def send() -> None:
         transport = SmtpTransport(settings)
         try:
-            await transport.send(message or _message())
+            mail = message or _message()
+            await transport.send(mail, sender=SENDER, recipients=[str(mail["To"])])
         finally:
             await transport.aclose()  # the transport keeps connections open between mails
             # aiosmtplib closes a failed connection with transport.close(), which finishes on
@@ -273,7 +277,7 @@ class GateTransport:
         self.open = asyncio.Event()
         self.sent: list[EmailMessage] = []
 
-    async def send(self, message: EmailMessage) -> None:
+    async def send(self, message: EmailMessage, *, sender: str, recipients: Sequence[str]) -> None:
         await self.open.wait()
         self.sent.append(message)
 
@@ -337,7 +341,8 @@ def test_transport_keeps_one_connection_for_several_mails(make_settings: MakeSet
             transport = SmtpTransport(settings)
             try:
                 for i in range(3):
-                    await transport.send(_message(f"user{i}@example.com"))
+                    to = f"user{i}@example.com"
+                    await transport.send(_message(to), sender=SENDER, recipients=[to])
             finally:
                 await transport.aclose()
                 await asyncio.sleep(0.2)
@@ -354,10 +359,12 @@ def test_a_kept_connection_closed_by_the_server_is_replaced(make_settings: MakeS
         async def send_across_a_restart() -> None:
             transport = SmtpTransport(settings)
             try:
-                await transport.send(_message("first@example.com"))
+                first = "first@example.com"
+                await transport.send(_message(first), sender=SENDER, recipients=[first])
                 sink.stop()  # the server goes away, closing the kept connection
                 sink.start()
-                await transport.send(_message("second@example.com"))
+                second = "second@example.com"
+                await transport.send(_message(second), sender=SENDER, recipients=[second])
             finally:
                 await transport.aclose()
                 await asyncio.sleep(0.2)

@@ -9,7 +9,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from service.display import describe_device
+from service.device import device_name
 from service.errors import (
     FlowDeadError,
     FlowUsedError,
@@ -289,7 +289,7 @@ async def sessions_list(request: Request) -> Response:
     sessions = app_state(request).sessions
     rows = await sessions.list(await current_identity(request))
     for row in rows:
-        row["device"] = describe_device(row["user_agent"] or "") or "Unknown device"
+        row["device"] = device_name(row["user_agent"] or "") or "Unknown device"
     return JSONResponse({"sessions": rows})
 
 

@@ -22,7 +22,8 @@ import jinja2
 from service import store
 from service.db import Database
 from service.delivery.transports import PermanentMailError, TransientMailError, Transport
-from service.display import describe_device, mask_email
+from service.device import describe_device
+from service.display import mask_email
 from service.errors import ConfigError, UnavailableError
 from service.settings import Settings
 
@@ -68,9 +69,21 @@ class Renderer:
         self.sender = settings.mail.from_address or str(
             Address(_one_line(settings.brand.app_name), "login", _mail_domain(settings))
         )
+        sender = _one_address(self.sender, "From")
+        if sender is None:
+            raise ConfigError(f"MAIL_FROM must be exactly one address, not {self.sender!r}")
+        self.envelope_sender = sender
+
+    def envelope(self, job: MailJob) -> tuple[str, tuple[str, ...]]:
+        """(sender, recipients) for SMTP: MAIL_FROM's address and the validated address only.
+
+        Given to the transport explicitly: aiosmtplib would otherwise take the recipients from
+        the parsed To/Cc/Bcc headers, i.e. from whatever a parser makes of them.
+        """
+        return self.envelope_sender, (job.to,)
 
     def render(self, job: MailJob) -> EmailMessage:
-        """The complete sign-in mail for a job."""
+        """The complete sign-in mail for a job, addressed to exactly `job.to`."""
         s = self.settings
         context = {
             "app_name": s.brand.app_name,
@@ -90,12 +103,19 @@ class Renderer:
         msg = EmailMessage(policy=_POLICY)
         msg["Subject"] = subject
         msg["From"] = self.sender
-        msg["To"] = job.to
+        # Built as an Address, never parsed from a string: the header parser decodes RFC 2047
+        # encoded-words, so `=?q?a=40evil.example=2c?=b@ok` would become two recipients.
+        # Address() refuses such an addr_spec (ValueError: the job fails, nothing is sent).
+        msg["To"] = Address(addr_spec=job.to)
         msg["Date"] = formatdate(usegmt=True)
         msg["Message-ID"] = make_msgid(domain=_mail_domain(s))
         msg["Auto-Submitted"] = "auto-generated"
         msg.set_content(self._body_text.render(context))
         msg.add_alternative(self._body_html.render(context), subtype="html")
+        # What a receiving client will read back from the To header must be the validated
+        # address and nothing else (addresses.parse_email already refuses encoded-words).
+        if _one_address(str(msg["To"]), "To") != job.to:
+            raise ValueError("the To header does not read back as the recipient")
         return msg
 
 
@@ -124,6 +144,15 @@ _POLICY = email.policy.default.clone(header_factory=_CachedHeaderRegistry())
 def _one_line(text: str) -> str:
     """Every run of whitespace (CR and LF included) folded into one space."""
     return " ".join(text.split())
+
+
+def _one_address(value: str, name: str) -> str | None:
+    """The addr_spec of an address header's value if it holds exactly one address."""
+    header = _POLICY.header_factory(name, value)
+    addresses: tuple[Address, ...] = getattr(header, "addresses", ())
+    if len(addresses) != 1 or "@" not in addresses[0].addr_spec:
+        return None
+    return addresses[0].addr_spec
 
 
 def _mail_domain(settings: Settings) -> str:
@@ -226,19 +255,27 @@ class Mailer:
             verdict = await self.database.run(
                 store.claim_mail(job.flow_id, job.seq, check_user=check_user, now=now)
             )
+            if verdict == "suppress":
+                # Logged (and so counted) exactly as a sent mail: the counters and INFO logs
+                # must not tell an address without an account from one with. The difference
+                # is for operators who ask for it, at DEBUG.
+                log.debug("mail.suppressed flow=%s (no account: nothing sent)", job.flow_id[:8])
+                log.info("mail.sent flow=%s to=%s", job.flow_id[:8], mask_email(job.to))
+                return True
             if verdict != "send":
-                event = "mail.suppress" if verdict == "suppress" else "mail.skip"
-                log.info(event + " flow=%s", job.flow_id[:8])
+                log.info("mail.skip flow=%s", job.flow_id[:8])
                 return True
         try:
             message = self.renderer.render(job)
+            sender, recipients = self.renderer.envelope(job)
         except (jinja2.TemplateError, ValueError) as e:
-            # A broken template (EMAIL_TEMPLATES_DIR is the operator's) fails every attempt:
+            # A broken template (EMAIL_TEMPLATES_DIR is the operator's) fails every attempt, as
+            # does a recipient the To header cannot carry unchanged:
             # end the flow now rather than leave it "queued" with a code nobody will get.
-            await self._fail(job, f"template: {type(e).__name__}: {e}")
+            await self._fail(job, f"render: {type(e).__name__}: {e}")
             return True
         try:
-            await self.transport.send(message)
+            await self.transport.send(message, sender=sender, recipients=recipients)
         except TransientMailError as e:
             return await self._retry_or_fail(job, attempt, str(e))
         except PermanentMailError as e:

@@ -7,6 +7,7 @@ import logging
 import ssl
 import sys
 import time
+from collections.abc import Sequence
 from email.message import EmailMessage
 from typing import Protocol
 
@@ -18,9 +19,15 @@ log = logging.getLogger("latch.mail")
 
 
 class Transport(Protocol):
-    """Delivers a finished message."""
+    """Delivers a finished message to exactly `recipients`, from `sender` (the SMTP envelope).
 
-    async def send(self, message: EmailMessage) -> None: ...
+    The envelope is always given: never derived from the message's headers, whose parsing can
+    turn one validated address into several recipients.
+    """
+
+    async def send(
+        self, message: EmailMessage, *, sender: str, recipients: Sequence[str]
+    ) -> None: ...
 
 
 class TransientMailError(Exception):
@@ -34,12 +41,12 @@ class PermanentMailError(Exception):
 class ConsoleTransport:
     """Development: print the mail to standard output (never to the log)."""
 
-    async def send(self, message: EmailMessage) -> None:
+    async def send(self, message: EmailMessage, *, sender: str, recipients: Sequence[str]) -> None:
         """Print the plain-text part with its headers."""
         text = message.get_body(("plain",))
         body = text.get_content() if isinstance(text, EmailMessage) else ""
         sys.stdout.write(
-            f"\n----- mail to {message['To']} -----\nSubject: {message['Subject']}\n\n"
+            f"\n----- mail to {', '.join(recipients)} -----\nSubject: {message['Subject']}\n\n"
             f"{body}\n----- end of mail -----\n"
         )
         sys.stdout.flush()
@@ -89,11 +96,13 @@ class SmtpTransport:
         await client.connect()  # with start_tls=True this fails unless STARTTLS succeeds
         return client, False
 
-    async def _send_once(self, message: EmailMessage) -> None:
+    async def _send_once(
+        self, message: EmailMessage, sender: str, recipients: Sequence[str]
+    ) -> None:
         client, reused = await self._connected()
         try:
             try:
-                await client.send_message(message)
+                await client.send_message(message, sender=sender, recipients=recipients)
             except (aiosmtplib.SMTPServerDisconnected, ConnectionError) as e:
                 if not reused:
                     raise
@@ -102,16 +111,18 @@ class SmtpTransport:
                 await _close_quietly(client)
                 client = self._new_client()
                 await client.connect()
-                await client.send_message(message)
+                await client.send_message(message, sender=sender, recipients=recipients)
         except BaseException:
             await _close_quietly(client)
             raise
         self._idle.append((client, time.monotonic()))
 
-    async def send(self, message: EmailMessage) -> None:
+    async def send(self, message: EmailMessage, *, sender: str, recipients: Sequence[str]) -> None:
         """Send one message, classifying failures as transient or permanent."""
+        if not recipients:
+            raise PermanentMailError("no recipient")  # aiosmtplib would read the headers
         try:
-            await self._send_once(message)
+            await self._send_once(message, sender, list(recipients))
         except aiosmtplib.SMTPResponseException as e:
             if 400 <= e.code < 500:
                 raise TransientMailError(f"{e.code} {e.message}") from e

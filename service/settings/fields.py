@@ -19,6 +19,10 @@ from urllib.parse import urlsplit
 T = TypeVar("T")
 S = TypeVar("S")
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+LOOPBACK: tuple[Network, ...] = (
+    ipaddress.ip_network("127.0.0.0/8"),
+    ipaddress.ip_network("::1/128"),
+)
 
 
 def env(name: str, parse: Callable[[str], T], default: T, *, hidden: bool = False) -> T:

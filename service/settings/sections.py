@@ -11,6 +11,7 @@ from pathlib import Path
 
 from service import colour
 from service.settings.fields import (
+    LOOPBACK,
     Network,
     delays,
     env,
@@ -194,6 +195,8 @@ class WebSettings:
     allowed_origins: tuple[str, ...] = env("ALLOWED_ORIGINS", origins, ())
     allowed_redirect_origins: tuple[str, ...] = env("ALLOWED_REDIRECT_ORIGINS", origins, ())
     trusted_proxies: tuple[Network, ...] = env("TRUSTED_PROXIES", networks, ())
+    # Who may read /metrics (operators only: counters move with what other people do).
+    metrics_allow: tuple[Network, ...] = env("METRICS_ALLOW", networks, LOOPBACK)
 
     def validate(self) -> list[str]:
         """The problems of this section (its parsers already refuse malformed values)."""

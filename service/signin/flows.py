@@ -380,7 +380,9 @@ class Login:
         now = self._now()
         status = row["mail_status"]
         if status == "suppressed":
-            status = "sent"  # from outside a suppressed mail looks exactly like a sent one
+            # From outside a suppressed mail looks exactly like a sent one, and the code page
+            # words "queued" and "sent" alike (a real mail is queued while SMTP is slow).
+            status = "sent"
         elif status == "queued" and now - row["mail_at"] > self.settings.mail.stale_after:
             status = "not_delivered"
         return {

@@ -65,4 +65,3 @@ def step_refusal(state: store.StepState) -> ServiceError:
             return SigninExpiredError()
         case _:
             assert_never(state)
-

@@ -14,6 +14,7 @@ from __future__ import annotations
 from dataclasses import KW_ONLY, dataclass
 from enum import StrEnum
 
+from service.addresses import limit_key
 from service.crypto import same
 from service.db import Q, Row, UseCase, address_lock, ip_lock, replayable
 from service.settings import LimitSettings
@@ -103,8 +104,11 @@ def open_flow(flow: NewFlow, limits: LimitSettings, now: int) -> UseCase[Outcome
     # overshoot by the starts in flight at once.
     if limits.starts_per_ip:
         yield ip_lock(flow.ip)
-    yield address_lock(flow.email_key)
-    wait = yield from mail_limit_wait(flow.email_key, flow.ip, limits, now)
+    # The mail limits count per inbox (limit_key: `+tag` dropped), not per account spelling,
+    # and the address lock is the inbox's too (a superset of the account: see _lock_address_of).
+    key = limit_key(flow.email_key)
+    yield address_lock(key)
+    wait = yield from mail_limit_wait(key, flow.ip, limits, now)
     if wait > 0:
         return Outcome(Verdict.RATE_LIMITED, retry_after=wait)
     yield Q(
@@ -113,9 +117,10 @@ def open_flow(flow: NewFlow, limits: LimitSettings, now: int) -> UseCase[Outcome
         " :ip, :user_agent)",
         {**flow.__dict__, "now": now},
     )
+    # mail_log.email_key holds the limit key: the log exists only to count the mail limits.
     yield Q(
         "INSERT INTO mail_log (flow_id, email_key, created_at) VALUES (:id, :k, :now)",
-        {"id": flow.id, "k": flow.email_key, "now": now},
+        {"id": flow.id, "k": key, "now": now},
     )
     return Outcome(Verdict.OK)
 
@@ -126,7 +131,10 @@ def _lock_address_of(flow_id: str) -> UseCase[str | None]:
     if not rows:
         return None
     email_key: str = rows[0]["email_key"]
-    yield address_lock(email_key)
+    # The lock is per inbox (limit_key), the coarsest key any use case of an address counts by:
+    # the mail limits count per inbox, the failure counter per account, and one lock over both
+    # keeps a single lock per address family, so the lock order (LOCK_ORDER) cannot be crossed.
+    yield address_lock(limit_key(email_key))
     return email_key
 
 
@@ -153,7 +161,8 @@ def resend_flow(
     state = flow_state(row, now, limits.code_attempts)
     if state not in (Verdict.PENDING, Verdict.MAIL_FAILED):
         return Outcome(state)
-    wait = yield from mail_limit_wait(row["email_key"], None, limits, now)
+    key = limit_key(row["email_key"])
+    wait = yield from mail_limit_wait(key, None, limits, now)
     if wait > 0:
         return Outcome(Verdict.RATE_LIMITED, retry_after=wait)
     rows = yield Q(
@@ -165,7 +174,7 @@ def resend_flow(
     )
     yield Q(
         "INSERT INTO mail_log (flow_id, email_key, created_at) VALUES (:id, :k, :now)",
-        {"id": flow_id, "k": row["email_key"], "now": now},
+        {"id": flow_id, "k": key, "now": now},
     )
     return Outcome(Verdict.OK, flow=rows[0])
 
@@ -196,6 +205,9 @@ def verify_code(
     lock-out check before any was counted (20 evaluated for a limit of 10); now the limit-th
     wrong code locks and every later one is refused.
     """
+    # Failures count per account (email_key), not per inbox (limit_key): a code for user+a@ can
+    # only sign in to user+a@, and sharing the count across tags would only let anyone lock
+    # user@ out by failing codes on user+anything@.
     email_key = yield from _lock_address_of(flow_id)
     if email_key is None:
         return Outcome(Verdict.NOT_FOUND)

@@ -8,12 +8,13 @@ from service.db import Q, UseCase
 from service.settings import LimitSettings
 
 
-def mail_limit_wait(
-    email_key: str, ip: str | None, limits: LimitSettings, now: int
-) -> UseCase[int]:
-    """Seconds until every mail/start limit allows one more; 0 when allowed now."""
+def mail_limit_wait(key: str, ip: str | None, limits: LimitSettings, now: int) -> UseCase[int]:
+    """Seconds until every mail/start limit allows one more; 0 when allowed now.
+
+    `key` is the address's limit key (addresses.limit_key), which mail_log.email_key holds.
+    """
     cols: list[str] = []
-    p: dict[str, Any] = {"k": email_key, "ip": ip}
+    p: dict[str, Any] = {"k": key, "ip": ip}
     if limits.mail_interval:
         cols.append("(SELECT MAX(created_at) FROM mail_log WHERE email_key = :k) AS last_mail")
     for name, count, window, where in (
