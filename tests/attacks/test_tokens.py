@@ -27,9 +27,9 @@ from starlette.testclient import TestClient
 from service.tokens import Keyring
 from service.verifier import InvalidTokenError, LatchAuthMiddleware, Verifier
 from tests.conftest import RecordingTransport, sign_in
+from tests.support.keys import keys_cli, published
 from tests.support.net import HOST
 from tests.support.server import Latch, ThreadedServer, running_latch
-from tests.test_keys import keys_cli, published
 
 JWKS = "/.well-known/jwks.json"
 TEN_YEARS = 10 * 365 * 86400

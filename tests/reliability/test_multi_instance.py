@@ -20,10 +20,10 @@ import pytest
 
 from service import db
 from tests.conftest import ROOT, TEST_ENV, mail_code
+from tests.support.db import run_on
 from tests.support.net import free_port
 from tests.support.postgres import PostgresCluster
 from tests.support.smtp import SmtpSink
-from tests.test_postgres import run_on
 
 pytestmark = pytest.mark.postgres
 

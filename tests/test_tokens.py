@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -20,29 +18,8 @@ from service import tokens
 from service.tokens import Keyring
 from service.verifier import InvalidTokenError, Verifier
 from service.web.state import app_state_of
+from tests.support.keys import JWKS, keys_cli, published
 from tests.support.server import Latch, running_latch
-
-JWKS = "/.well-known/jwks.json"
-
-
-def keys_cli(latch: Latch, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {
-        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-        "DATA_DIR": str(latch.settings.data_dir),
-        "PUBLIC_URL": latch.url,
-    }
-    return subprocess.run(
-        [sys.executable, "-m", "service", "keys", *args],
-        env=env,
-        cwd=latch.settings.data_dir,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-
-
-def published(latch: Latch) -> set[str]:
-    return {k["kid"] for k in httpx.get(latch.url + JWKS).json()["keys"]}
 
 
 def wait_until(condition: Callable[[], bool], what: str) -> None:

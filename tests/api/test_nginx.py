@@ -20,11 +20,12 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.conftest import ROOT
 from tests.support.net import HOST, free_port
 from tests.support.server import Latch, running_latch
 
 NGINX = "/usr/sbin/nginx"
-CONF = Path(__file__).resolve().parent.parent / "docs" / "nginx.conf"
+CONF = ROOT / "docs" / "nginx.conf"
 
 
 class Echo(BaseHTTPRequestHandler):
