@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -20,14 +19,7 @@ from service.verifier import InvalidTokenError, Verifier
 from service.web.state import app_state_of
 from tests.support.keys import JWKS, keys_cli, published
 from tests.support.server import Latch, running_latch
-
-
-def wait_until(condition: Callable[[], bool], what: str) -> None:
-    """Poll for something the running server does by itself (here: re-reading KEYS_DIR)."""
-    deadline = time.monotonic() + 10
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.02)
+from tests.support.wait import eventually
 
 
 def kid_of(token: str) -> str:
@@ -49,13 +41,13 @@ def test_rotation_keeps_old_tokens_valid_and_publishes_before_signing(tmp_path: 
 
         done = keys_cli(latch, "rotate", "--publish-first")
         assert done.returncode == 0, done.stderr
-        wait_until(lambda: len(published(latch)) == 2, "the next key to be published")
+        eventually(lambda: len(published(latch)) == 2, "the next key to be published")
         assert keyring.current.kid == old_kid  # published, not signing yet
         (new_kid,) = published(latch) - {old_kid}
 
         done = keys_cli(latch, "rotate")
         assert done.returncode == 0, done.stderr
-        wait_until(lambda: keyring.current.kid == new_kid, "the rotation to be picked up")
+        eventually(lambda: keyring.current.kid == new_kid, "the rotation to be picked up")
         with latch.sign_in("gina@example.com") as browser:
             new_token = browser.cookies["latch_session"]
         assert kid_of(old_token) == old_kid and kid_of(new_token) == new_kid
@@ -105,12 +97,12 @@ def test_retire_refuses_the_current_key_and_one_whose_tokens_may_live(tmp_path: 
         old_kid = keyring.current.kid
         assert keys_cli(latch, "retire", old_kid).returncode == 1  # it is current
         assert keys_cli(latch, "rotate").returncode == 0
-        wait_until(lambda: keyring.current.kid != old_kid, "the rotation")
+        eventually(lambda: keyring.current.kid != old_kid, "the rotation")
         young = keys_cli(latch, "retire", old_kid)
         assert young.returncode == 1 and "--force" in young.stderr
         forced = keys_cli(latch, "retire", "--force", old_kid)
         assert forced.returncode == 0, forced.stderr
-        wait_until(lambda: old_kid not in published(latch), "the retired key to be unpublished")
+        eventually(lambda: old_kid not in published(latch), "the retired key to be unpublished")
         states = {e["kid"]: e["state"] for e in tokens.list_keys(latch.settings.keys_dir)}
         assert states[old_kid] == "removed"
 

@@ -11,6 +11,7 @@ import pytest
 from service.db import Q, UseCase
 from service.db.sqlite import SQLiteDatabase
 from service.errors import UnavailableError
+from tests.support.wait import eventually_async
 
 
 def _create() -> UseCase[None]:
@@ -80,9 +81,9 @@ async def _main_file_size_after_writes(path: Path, interval: float) -> int:
         await db.run(_blobs())
         # Commits go to the WAL; only a checkpoint copies pages into the main file. Reading the
         # main file's size observes that without checkpointing anything itself.
-        deadline = time.monotonic() + 5
-        while path.stat().st_size < 100_000 and time.monotonic() < deadline:
-            await asyncio.sleep(0.02)
+        await eventually_async(
+            lambda: path.stat().st_size >= 100_000, "a checkpoint into the main file", 5
+        )
         return path.stat().st_size
     finally:
         await db.disconnect()

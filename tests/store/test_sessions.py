@@ -4,7 +4,6 @@ and the purge of ended sessions and old flows."""
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Callable
 from contextlib import ExitStack
 
@@ -23,6 +22,7 @@ from tests.conftest import (
     start,
 )
 from tests.support.db import run_on
+from tests.support.wait import eventually
 
 
 def test_resend_link_refresh_and_session_management_work(
@@ -135,15 +135,7 @@ def test_background_purge_runs_every_purge_interval(
     with make_client(database_url=database_url, PURGE_INTERVAL="1") as client:
         flow = start(client, "henry@example.com")
         clock.advance(FLOW_RETENTION + 60)
-        gone = _wait_until(lambda: run_on(database_url, store.get_flow(flow["flow_id"])) is None)
-    assert gone
-
-
-def _wait_until(condition: Callable[[], bool], timeout: float = 5.0) -> bool:
-    """Poll a condition (a background task's effect) for at most `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.1)
-    return condition()
+        eventually(
+            lambda: run_on(database_url, store.get_flow(flow["flow_id"])) is None,
+            "the background purge to delete the old flow",
+        )
