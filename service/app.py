@@ -17,7 +17,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from service import api, db, store
+from service import api, crypto, db, store
 from service.crypto import Keys
 from service.db import Database, open_database
 from service.delivery.mail import Mailer
@@ -50,8 +50,10 @@ def create_app(
     mail_transport: Transport | None = None,
     database: Database | None = None,
     clock: Callable[[], float] = time.time,
+    new_code: Callable[[], str] = crypto.new_code,
 ) -> Starlette:
-    """The Latch ASGI app. Tests pass a transport, a database or a clock; nothing is patched."""
+    """The Latch ASGI app. Tests pass a transport, a database, a clock or the code generator;
+    nothing is patched."""
     database = database or open_database(settings.resolved_database_url)
     if settings.development and settings.jwt_algorithm != "HS256":
         ensure_key(settings.keys_dir, settings.jwt_algorithm)
@@ -113,7 +115,7 @@ def create_app(
             database=database,
             keyring=keyring,
             mailer=mailer,
-            login=Login(settings, database, mailer, keyring, clock),
+            login=Login(settings, database, mailer, keyring, clock, new_code=new_code),
             sessions=Sessions(settings, database, keyring, clock),
             metrics=metrics,
             clock=clock,

@@ -8,6 +8,7 @@ from starlette.testclient import TestClient
 
 from tests.conftest import (
     ClientFactory,
+    Codes,
     FakeClock,
     RecordingTransport,
     mail_code,
@@ -72,12 +73,12 @@ def test_wrong_code_says_tries_left_and_five_kill_the_flow(
     flow = start(client, EMAIL)
     code = mail_code(transport.wait_for(EMAIL))
     wrong = "000000" if code != "000000" else "111111"
-    for left in (4, 3, 2, 1, 0):
+    for left, noun in ((4, "tries"), (3, "tries"), (2, "tries"), (1, "try"), (0, "tries")):
         response = client.post("/api/verify", json={"flow_id": flow["flow_id"], "code": wrong})
         assert response.status_code == 400
         assert response.json()["error"] == {
             "code": "invalid_code",
-            "message": response.json()["error"]["message"],
+            "message": f"That code is not right. {left} {noun} left.",
             "tries_left": left,
         }
     response = client.post("/api/verify", json={"flow_id": flow["flow_id"], "code": code})
@@ -107,21 +108,22 @@ def test_second_use_of_code_is_refused(client: TestClient, transport: RecordingT
 
 
 def test_resend_replaces_the_code_and_keeps_the_attempt_count(
-    client: TestClient, transport: RecordingTransport
+    make_client: ClientFactory, transport: RecordingTransport
 ) -> None:
-    flow = start(client, EMAIL)
-    old = mail_code(transport.wait_for(EMAIL))
-    wrong = "000000" if old != "000000" else "111111"
-    client.post("/api/verify", json={"flow_id": flow["flow_id"], "code": wrong})
-    resent = client.post("/api/resend", json={"flow_id": flow["flow_id"]})
-    assert resent.status_code == 202 and resent.json()["flow_id"] == flow["flow_id"]
-    new = mail_code(transport.wait_for(EMAIL, index=1))
-    if new != old:
+    with make_client(new_code=Codes()) as client:
+        flow = start(client, EMAIL)
+        old = mail_code(transport.wait_for(EMAIL))
+        wrong = "000000" if old != "000000" else "111111"
+        client.post("/api/verify", json={"flow_id": flow["flow_id"], "code": wrong})
+        resent = client.post("/api/resend", json={"flow_id": flow["flow_id"]})
+        assert resent.status_code == 202 and resent.json()["flow_id"] == flow["flow_id"]
+        new = mail_code(transport.wait_for(EMAIL, index=1))
+        assert new != old  # Codes makes them differ, so the old code's refusal means something
         response = client.post("/api/verify", json={"flow_id": flow["flow_id"], "code": old})
         assert response.status_code == 400
         assert response.json()["error"]["tries_left"] == 3  # 2 counted: kept across resend
-    response = client.post("/api/verify", json={"flow_id": flow["flow_id"], "code": new})
-    assert response.status_code == 200
+        response = client.post("/api/verify", json={"flow_id": flow["flow_id"], "code": new})
+        assert response.status_code == 200
 
 
 def test_second_start_does_not_kill_the_first_flows_code(

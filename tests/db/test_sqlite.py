@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import time
+import sqlite3
+import threading
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -18,14 +20,33 @@ def _create() -> UseCase[None]:
     yield Q("CREATE TABLE t (n INTEGER PRIMARY KEY)")
 
 
-def _slow_insert(n: int) -> UseCase[int]:
-    time.sleep(0.2)  # holds the database thread so that the others queue up into one batch
-    yield Q("INSERT INTO t (n) VALUES (:n)", {"n": n})
-    return n
+class Gate:
+    """Holds the database thread inside a use case until the test lets it go."""
+
+    def __init__(self) -> None:
+        self.holding = threading.Event()
+        self.release = threading.Event()
+
+    def held_insert(self, n: int) -> UseCase[int]:
+        self.holding.set()
+        # Bounded: a broken test must not hang the run (the test releases it long before).
+        self.release.wait(10)
+        yield Q("INSERT INTO t (n) VALUES (:n)", {"n": n})
+        return n
 
 
-def _insert(n: int, fail: bool = False) -> UseCase[int]:
+def _committed(path: Path) -> int:
+    """Rows of `t` committed so far, as another connection (another process) sees them."""
+    with closing(sqlite3.connect(path)) as other:
+        count: int = other.execute("SELECT count(*) FROM t").fetchone()[0]
+    return count
+
+
+def _insert(path: Path, n: int, seen: list[int], fail: bool = False) -> UseCase[int]:
     yield Q("INSERT INTO t (n) VALUES (:n)", {"n": n})
+    # What is committed while this use case runs tells whether it shares a transaction with
+    # the use cases before it: in one batch, nothing of theirs is committed yet.
+    seen.append(_committed(path))
     if fail:
         raise ValueError("this use case fails after writing")
     return n
@@ -36,24 +57,35 @@ def _all() -> UseCase[list[int]]:
     return [row["n"] for row in rows]
 
 
-async def _scenario(path: Path) -> tuple[list[object], list[int]]:
+async def _scenario(path: Path) -> tuple[list[object], list[int], list[int]]:
     db = SQLiteDatabase(str(path))
     await db.connect()
+    gate = Gate()
+    seen: list[int] = []
     try:
         await db.run(_create())
-        slow = asyncio.ensure_future(db.run(_slow_insert(0)))
-        await asyncio.sleep(0.05)
-        results: list[object] = await asyncio.gather(
-            *(db.run(_insert(n, fail=n == 5)) for n in range(1, 10)), return_exceptions=True
-        )
-        await slow
-        return results, await db.run(_all(), write=False)
+        held = asyncio.ensure_future(db.run(gate.held_insert(0)))
+        await eventually_async(gate.holding.is_set, "the first use case to hold the thread")
+        nine = [
+            asyncio.ensure_future(db.run(_insert(path, n, seen, fail=n == 5))) for n in range(1, 10)
+        ]
+        await asyncio.sleep(0)  # one loop turn: each of the nine queues its job, then waits
+        gate.release.set()
+        results: list[object] = await asyncio.gather(*nine, return_exceptions=True)
+        await held
+        return results, await db.run(_all(), write=False), seen
     finally:
+        gate.release.set()
         await db.disconnect()
 
 
-def test_a_failing_use_case_in_a_batch_rolls_back_only_its_own_work(tmp_path: Path) -> None:
-    results, stored = asyncio.run(_scenario(tmp_path / "t.db"))
+def test_use_cases_queued_together_share_one_commit_and_a_failing_one_rolls_back_alone(
+    tmp_path: Path,
+) -> None:
+    results, stored, seen = asyncio.run(_scenario(tmp_path / "t.db"))
+    # One batch of nine: each saw only row 0 committed (the held use case's own commit), none
+    # of the batch's rows. Committed one by one, they would have seen 1, 2, 3, …
+    assert seen == [1] * 9
     assert isinstance(results[4], ValueError)
     assert [r for i, r in enumerate(results) if i != 4] == [1, 2, 3, 4, 6, 7, 8, 9]
     assert stored == [0, 1, 2, 3, 4, 6, 7, 8, 9]

@@ -15,6 +15,7 @@ from service.settings import Settings
 from tests.conftest import (
     BASE_URL,
     ClientFactory,
+    Codes,
     FakeClock,
     RecordingTransport,
     mail_code,
@@ -180,17 +181,19 @@ def test_invalid_address_re_renders_the_form_with_400(client: TestClient) -> Non
 
 
 def test_resend_mails_a_new_code_and_the_old_one_stops_working(
-    client: TestClient, transport: RecordingTransport
+    make_client: ClientFactory, transport: RecordingTransport
 ) -> None:
-    start_html(client, EMAIL)
-    first = mail_code(transport.wait_for(EMAIL))
-    resent = post_form(client, "/login/resend")
-    assert resent.status_code == 303 and resent.headers["location"] == "/login/code?sent=1"
-    second = mail_code(transport.wait_for(EMAIL, index=1))
-    assert "We sent a new code" in client.get(resent.headers["location"]).text
-    if first != second:
-        assert post_form(client, "/login/code", {"code": first}).status_code == 400
-    assert post_form(client, "/login/code", {"code": second}).status_code == 303
+    with make_client(new_code=Codes()) as client:
+        start_html(client, EMAIL)
+        first = mail_code(transport.wait_for(EMAIL))
+        resent = post_form(client, "/login/resend")
+        assert resent.status_code == 303 and resent.headers["location"] == "/login/code?sent=1"
+        second = mail_code(transport.wait_for(EMAIL, index=1))
+        assert "We sent a new code" in client.get(resent.headers["location"]).text
+        assert first != second  # Codes makes them differ: the refusal below is the behaviour
+        refused = post_form(client, "/login/code", {"code": first})
+        assert refused.status_code == 400 and "That code is not right." in refused.text
+        assert post_form(client, "/login/code", {"code": second}).status_code == 303
 
 
 def test_resend_too_soon_is_a_429_code_page(

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
+
 import pytest
 from starlette.testclient import TestClient
 
@@ -19,6 +22,17 @@ EMAIL = "alice@example.com"
 CONTROL = "control@example.com"
 
 
+@pytest.fixture
+def refusals(caplog: pytest.LogCaptureFixture) -> Callable[[], list[str]]:
+    """The reasons service/web/csrf.py logged for the forms it refused, so far."""
+    caplog.set_level(logging.DEBUG, logger="latch.csrf")
+    return lambda: [
+        r.getMessage().removeprefix("form refused: ")
+        for r in caplog.records
+        if r.name == "latch.csrf" and r.getMessage().startswith("form refused: ")
+    ]
+
+
 def _assert_nothing_mailed_but(transport: RecordingTransport, client: TestClient) -> None:
     """A start after the refused ones: its mail arrives, and it is the only one."""
     assert start_html(client, CONTROL).status_code == 303
@@ -27,52 +41,62 @@ def _assert_nothing_mailed_but(transport: RecordingTransport, client: TestClient
 
 
 @pytest.mark.parametrize(
-    "headers",
+    ("headers", "reason"),
     [
-        {"Origin": "https://evil.example"},
-        {"Origin": "http://127.0.0.1:8001"},
-        {"Sec-Fetch-Site": "cross-site"},
-        {"Sec-Fetch-Site": "same-site"},
-        {"Sec-Fetch-Site": "cross-site", "Origin": BASE_URL},
+        ({"Origin": "https://evil.example"}, "foreign Origin"),
+        ({"Origin": "http://127.0.0.1:8001"}, "foreign Origin"),
+        ({"Sec-Fetch-Site": "cross-site"}, "Sec-Fetch-Site=cross-site"),
+        ({"Sec-Fetch-Site": "same-site"}, "Sec-Fetch-Site=same-site"),
+        ({"Sec-Fetch-Site": "cross-site", "Origin": BASE_URL}, "Sec-Fetch-Site=cross-site"),
     ],
 )
 def test_login_post_from_another_site_is_refused_and_mails_nothing(
-    client: TestClient, transport: RecordingTransport, headers: dict[str, str]
+    client: TestClient,
+    transport: RecordingTransport,
+    refusals: Callable[[], list[str]],
+    headers: dict[str, str],
+    reason: str,
 ) -> None:
     token = page_token(client)
     data = {"email": EMAIL, "next": "/account"}
     response = post_form(client, "/login", data, token=token, headers=headers)
     assert response.status_code == 403
+    assert refusals() == [reason]  # refused for where it came from, though its token is good
     assert "did not come from this site" in response.text
     assert "latch_flow" not in client.cookies
     _assert_nothing_mailed_but(transport, client)
 
 
 def test_login_post_without_or_with_a_wrong_token_is_refused_and_mails_nothing(
-    client: TestClient, transport: RecordingTransport
+    client: TestClient, transport: RecordingTransport, refusals: Callable[[], list[str]]
 ) -> None:
     page_token(client)  # the browser has its cookie
     data = {"email": EMAIL, "next": "/account"}
     missing = client.post("/login", data=data, follow_redirects=False)
     wrong = post_form(client, "/login", data, token="0" * 64)
     assert (missing.status_code, wrong.status_code) == (403, 403)
+    assert refusals() == ["CSRF cookie or field missing", "CSRF field does not match"]
     _assert_nothing_mailed_but(transport, client)
 
 
 def test_token_from_another_browser_is_refused(
-    client: TestClient, transport: RecordingTransport
+    client: TestClient, transport: RecordingTransport, refusals: Callable[[], list[str]]
 ) -> None:
     token = page_token(client)
     client.cookies.clear()
     page_token(client)  # a new cookie, so the old field no longer matches
     response = post_form(client, "/login", {"email": EMAIL}, token=token)
     assert response.status_code == 403
+    assert refusals() == ["CSRF field does not match"]
 
 
-def test_token_without_its_cookie_is_refused(client: TestClient) -> None:
+def test_token_without_its_cookie_is_refused(
+    client: TestClient, refusals: Callable[[], list[str]]
+) -> None:
     token = page_token(client)
     client.cookies.clear()
     assert post_form(client, "/login", {"email": EMAIL}, token=token).status_code == 403
+    assert refusals() == ["CSRF cookie or field missing"]
 
 
 def test_same_origin_post_with_origin_null_is_accepted(
@@ -94,15 +118,20 @@ def test_own_origin_without_fetch_metadata_is_accepted(client: TestClient) -> No
     "path", ["/login/code", "/login/resend", "/login/link", "/logout", "/account/sessions/x/revoke"]
 )
 def test_every_form_post_needs_the_token_and_the_origin(
-    client: TestClient, transport: RecordingTransport, path: str
+    client: TestClient,
+    transport: RecordingTransport,
+    refusals: Callable[[], list[str]],
+    path: str,
 ) -> None:
     sign_in_html(client, transport, EMAIL)
     start_html(client, EMAIL)  # a pending flow, so code and resend have something to act on
+    assert refusals() == []
     no_token = client.post(path, data={"code": "123456", "t": "x"}, follow_redirects=False)
     assert_post_answer(no_token)
     assert no_token.status_code == 403
     cross = post_form(client, path, {"t": "x"}, headers={"Sec-Fetch-Site": "cross-site"})
     assert cross.status_code == 403
+    assert refusals() == ["CSRF cookie or field missing", "Sec-Fetch-Site=cross-site"]
     assert client.get("/account").status_code == 200  # still signed in: nothing happened
 
 
