@@ -13,7 +13,7 @@ from service import crypto, db, store
 from service.addresses import parse_email
 from service.errors import ConfigError, ServiceError
 from service.logs import configure_logging
-from service.settings import Settings, load_settings
+from service.settings import Settings, load_settings, read_environment
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -56,25 +56,11 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _environment() -> dict[str, str]:
-    """`.env` in the working directory, overridden by the real environment.
-
-    Not `service.asgi.environment`: importing service.asgi builds the whole app (and in
-    development generates a signing key), which `keys list` or `users add` must not do.
-    """
-    import os
-    from pathlib import Path
-
-    from service.settings import read_env_file
-
-    return {**read_env_file(Path(".env")), **os.environ}
-
-
 def _run_db(settings: Settings, work: Callable[[db.Database, list[int]], Awaitable[Any]]) -> Any:
     """Connect, apply migrations, then run `work(database, versions_applied)`."""
 
     async def main() -> Any:
-        database = db.open_database(settings.resolved_database_url)
+        database = db.open_database(settings.storage.resolved_database_url)
         await database.connect()
         try:
             applied = await database.run(db.migrate(int(time.time())))
@@ -90,7 +76,7 @@ async def _applied(database: db.Database, applied: list[int]) -> list[int]:
 
 
 def serve(settings: Settings, host: str, port: int) -> None:
-    """uvicorn with its access log and proxy-header handling off (DESIGN §1.4, §4)."""
+    """uvicorn with its access log and proxy-header handling off (docs/design.md §1.4, §4)."""
     import uvicorn
 
     from service.app import create_app
@@ -103,9 +89,9 @@ def serve(settings: Settings, host: str, port: int) -> None:
         port=port,
         # Slow clients: a deadline for the headers (uvicorn has none of its own), idle
         # kept-alive connections closed, and a cap on connections (503 beyond it).
-        http=http_protocol(settings.header_timeout),
-        timeout_keep_alive=settings.keep_alive_timeout,
-        limit_concurrency=settings.max_connections or None,
+        http=http_protocol(settings.runtime.header_timeout),
+        timeout_keep_alive=settings.runtime.keep_alive_timeout,
+        limit_concurrency=settings.runtime.max_connections or None,
         access_log=False,
         proxy_headers=False,
         server_header=False,
@@ -117,7 +103,7 @@ def serve(settings: Settings, host: str, port: int) -> None:
 
 
 def _users_add(settings: Settings, email: str) -> int:
-    address, key = parse_email(email, settings.allowed_email_domains)
+    address, key = parse_email(email, settings.signin.allowed_email_domains)
     user, created = _run_db(
         settings,
         lambda d, _: d.run(store.add_user(crypto.new_id(), address, key, int(time.time()))),
@@ -144,7 +130,7 @@ def _sessions_revoke(settings: Settings, email: str) -> int:
 def _keys(settings: Settings, args: argparse.Namespace) -> int:
     from service import tokens
 
-    d, alg = settings.keys_dir, settings.jwt_algorithm
+    d, alg = settings.tokens.keys_dir, settings.tokens.algorithm
     if alg == "HS256":
         print("JWT_ALGORITHM=HS256 uses SECRET_KEY; there are no key files", file=sys.stderr)
         return 1
@@ -173,7 +159,7 @@ def _keys_retire(settings: Settings, kid: str, force: bool) -> int:
     """Unpublish a key: never the current one, and not while tokens it signed may live."""
     from service import tokens
 
-    entry = next((e for e in tokens.list_keys(settings.keys_dir) if e["kid"] == kid), None)
+    entry = next((e for e in tokens.list_keys(settings.tokens.keys_dir) if e["kid"] == kid), None)
     if entry is None:
         print(f"no key {kid}", file=sys.stderr)
         return 1
@@ -182,12 +168,12 @@ def _keys_retire(settings: Settings, kid: str, force: bool) -> int:
         return 1
     # A retired key must stay in the JWKS until the last token it signed has expired, or
     # verifiers start refusing sessions that are still good.
-    safe_at = int(entry.get("retired_at", 0)) + settings.access_ttl
+    safe_at = int(entry.get("retired_at", 0)) + settings.sessions.access_ttl
     if entry["state"] == "retired" and safe_at > time.time() and not force:
         wait = int(safe_at - time.time()) + 1
         print(f"tokens signed by {kid} may be valid for {wait} s more (--force)", file=sys.stderr)
         return 1
-    tokens.set_state(settings.keys_dir, kid, "removed")
+    tokens.set_state(settings.tokens.keys_dir, kid, "removed")
     # Every instance drops it at its next reload, and with it every token it signed, cached or
     # not (the caches of verified tokens are tied to the keyring): the way to cut off a leaked key.
     print(f"{kid} is no longer published; its tokens are refused from the next key reload")
@@ -199,11 +185,11 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         # `keys` must run before a production key exists: it is how the first one is made.
-        settings = load_settings(_environment(), require_key=args.command != "keys")
+        settings = load_settings(read_environment(), require_key=args.command != "keys")
     except ConfigError as e:
         print(str(e), file=sys.stderr)
         return 2
-    configure_logging(settings.log_level)
+    configure_logging(settings.runtime.log_level)
     command = args.command or "serve"
     try:
         if command == "serve":

@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterable
 from typing import Any
 
 from starlette.applications import Starlette
@@ -23,18 +23,21 @@ from service.db import Database, open_database
 from service.delivery.mail import Mailer
 from service.delivery.transports import Transport, default_transport
 from service.errors import MethodNotAllowedError, NotFoundError, ServiceError
+from service.pages import render as pages_render
+from service.pages import signin as pages_signin
 from service.settings import Settings
 from service.signin.flows import Login
 from service.signin.sessions import Sessions
+from service.signin.steps import SecondFactor, SecondFactors
 from service.tokens import Keyring, ensure_key
 from service.web.metrics import AccessLogMiddleware, Metrics
 from service.web.security import (
     BodyLimitMiddleware,
     HostCheckMiddleware,
     SecurityHeadersMiddleware,
-    wants_json,
 )
 from service.web.state import AppState, attach_state
+from service.web.surface import claim_prefix, surface_of, tag_routes
 from service.web.timeouts import BodyTimeoutMiddleware
 
 log = logging.getLogger("latch")
@@ -51,17 +54,26 @@ def create_app(
     database: Database | None = None,
     clock: Callable[[], float] = time.time,
     new_code: Callable[[], str] = crypto.new_code,
+    second_factors: Iterable[SecondFactor] = (),
 ) -> Starlette:
     """The Latch ASGI app. Tests pass a transport, a database, a clock or the code generator;
-    nothing is patched."""
-    database = database or open_database(settings.resolved_database_url)
-    if settings.development and settings.jwt_algorithm != "HS256":
-        ensure_key(settings.keys_dir, settings.jwt_algorithm)
+    nothing is patched.
+
+    `second_factors` are the second-step methods this Latch can check (docs/design.md §11);
+    the factor features register theirs here.
+    """
+    database = database or open_database(settings.storage.resolved_database_url)
+    if settings.development and settings.tokens.algorithm != "HS256":
+        ensure_key(settings.tokens.keys_dir, settings.tokens.algorithm)
     keyring = Keyring(
-        settings.keys_dir, settings.jwt_algorithm, Keys.from_secret(settings.secret_key).jwt_hmac
+        settings.tokens.keys_dir,
+        settings.tokens.algorithm,
+        Keys.from_secret(settings.secret_key).jwt_hmac,
     )
     mailer = Mailer(settings, mail_transport or default_transport(settings), database, clock)
-    metrics = Metrics()
+    metrics = Metrics(
+        allow=settings.web.metrics_allow, trusted_proxies=settings.web.trusted_proxies
+    )
     metrics.watch_queue(lambda: mailer.depth)
 
     @contextlib.asynccontextmanager
@@ -74,31 +86,33 @@ def create_app(
         mailer.start()
         tasks = [
             asyncio.create_task(
-                _reload_keys(keyring, settings.keys_reload_interval), name="latch-keys"
+                _reload_keys(keyring, settings.tokens.keys_reload_interval), name="latch-keys"
             ),
             asyncio.create_task(_purge(database, settings, clock), name="latch-purge"),
         ]
         try:
             yield
         finally:
-            await mailer.drain(settings.shutdown_grace)
+            await mailer.drain(settings.runtime.shutdown_grace)
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             await database.disconnect()
             metrics.uninstall()
 
-    from service.pages import signin as web
-
     app = Starlette(
-        routes=[*api.routes, Route("/metrics", metrics.endpoint), *web.routes],
+        routes=[
+            *tag_routes([*api.routes, Route("/metrics", metrics.endpoint)], api.surface),
+            claim_prefix("/api", api.surface),
+            *tag_routes(pages_signin.routes, pages_render.surface),
+        ],
         middleware=[
             Middleware(AccessLogMiddleware, metrics=metrics),
             *_cors(settings),
             Middleware(SecurityHeadersMiddleware, settings=settings),
             Middleware(HostCheckMiddleware, settings=settings),
-            Middleware(BodyTimeoutMiddleware, timeout=settings.body_timeout),
-            Middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes),
+            Middleware(BodyTimeoutMiddleware, timeout=settings.runtime.body_timeout),
+            Middleware(BodyLimitMiddleware, max_bytes=settings.limits.body_bytes),
         ],
         exception_handlers={
             ClientDisconnect: _client_gone,
@@ -117,6 +131,7 @@ def create_app(
             mailer=mailer,
             login=Login(settings, database, mailer, keyring, clock, new_code=new_code),
             sessions=Sessions(settings, database, keyring, clock),
+            factors=SecondFactors(second_factors),
             metrics=metrics,
             clock=clock,
         ),
@@ -126,12 +141,12 @@ def create_app(
 
 def _cors(settings: Settings) -> list[Middleware]:
     """CORS with credentials for ALLOWED_ORIGINS only (the JSON API still checks Origin)."""
-    if not settings.allowed_origins:
+    if not settings.web.allowed_origins:
         return []
     return [
         Middleware(
             CORSMiddleware,
-            allow_origins=list(settings.allowed_origins),
+            allow_origins=list(settings.web.allowed_origins),
             allow_credentials=True,
             allow_methods=["GET", "POST", "DELETE"],
             allow_headers=["content-type"],
@@ -142,11 +157,10 @@ def _cors(settings: Settings) -> list[Middleware]:
 
 async def _service_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, ServiceError)
-    if wants_json(request.url.path):
-        return api.json_error(exc)
-    from service.pages import render as pages
-
-    return pages.error_page(request, exc)
+    # The surface the request reached renders it; an unknown path gets the pages' 404.
+    surface = surface_of(request.scope, pages_render.surface)
+    assert surface is not None
+    return await surface.render(request, exc)
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:
@@ -190,10 +204,10 @@ async def _reload_keys(keyring: Keyring, interval: float) -> None:
 
 async def _purge(database: Database, settings: Settings, clock: Callable[[], float]) -> None:
     """Periodic purge; safe on every instance at once (deletes are idempotent)."""
-    if not settings.purge_interval:
+    if not settings.storage.purge_interval:
         return
     while True:
-        await asyncio.sleep(settings.purge_interval)
+        await asyncio.sleep(settings.storage.purge_interval)
         try:
             counts: dict[str, Any] = await database.run(store.purge(int(clock()), FLOW_RETENTION))
             log.info("purge: %s", counts)

@@ -7,7 +7,6 @@ and a 5-try limit per flow do not already give.
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import hmac
 import re
@@ -25,7 +24,7 @@ def derive_subkey(secret_key: bytes, purpose: str) -> bytes:
     return hmac.new(secret_key, b"latch/v1/" + purpose.encode("ascii"), hashlib.sha256).digest()
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Keys:
     """The per-purpose subkeys derived from SECRET_KEY."""
 
@@ -137,8 +136,3 @@ class ValueSigner:
         except (BadSignature, ValueError, TypeError, UnicodeError):
             return None
         return value if isinstance(value, str) else None
-
-
-def b64url(data: bytes) -> str:
-    """Unpadded base64url."""
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")

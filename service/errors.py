@@ -18,6 +18,7 @@ class ErrorCode(StrEnum):
     FLOW_USED = "flow_used"
     FLOW_EXPIRED = "flow_expired"
     FLOW_DEAD = "flow_dead"
+    SIGNIN_EXPIRED = "signin_expired"
     TOO_LARGE = "too_large"
     REQUEST_TIMEOUT = "request_timeout"
     UNSUPPORTED_MEDIA_TYPE = "unsupported_media_type"
@@ -120,6 +121,15 @@ class FlowDeadError(ServiceError):
     code = ErrorCode.FLOW_DEAD
     status = 410
     message = "Too many wrong codes. Please start again."
+
+
+class SigninExpiredError(ServiceError):
+    """No pending sign-in for this browser: no or a forged `latch_signin` cookie, or its five
+    minutes are over. (One that was completed or had too many wrong answers says so.)"""
+
+    code = ErrorCode.SIGNIN_EXPIRED
+    status = 410
+    message = "This sign-in has expired. Please start again."
 
 
 class TooLargeError(ServiceError):

@@ -38,7 +38,7 @@ class TokenError(Exception):
     """An access token that must not be trusted; the reason is for debug logs only."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class SigningKey:
     """One key: its id, pinned algorithm, state, and key material."""
 
@@ -182,7 +182,13 @@ class Keyring:
         """Re-read the manifest if it changed; True when the keys changed."""
         if self.alg == "HS256":
             if not self.keys:
-                key = SigningKey("hs256", "HS256", "current", self._hmac_key, self._hmac_key)
+                key = SigningKey(
+                    kid="hs256",
+                    alg="HS256",
+                    state="current",
+                    private=self._hmac_key,
+                    public=self._hmac_key,
+                )
                 self.current, self.keys = key, {key.kid: key}
             return False
         try:

@@ -25,6 +25,12 @@ are JSON integers, short printable ids, and no token living longer than `max_lif
 ACCESS_TTL). A cached token counts only while the key that verified it is still in the JWKS, and a
 stale JWKS is refetched before the cache answers, so a key that is unpublished takes its tokens
 with it within `jwks_max_age`.
+
+Assurance (docs/design.md §11): tokens say how the session signed in: `amr` (RFC 8176 methods,
+e.g. ["email"] or ["email", "otp", "mfa"]), `acr` ("aal1" or "aal2") and `auth_time`.
+`Verifier(require_aal=2)` refuses an aal1 token with `InsufficientAssuranceError` (a kind of
+InvalidTokenError, so code that catches only that still refuses). A token without `acr` (from
+a Latch before levels existed) is aal1.
 """
 
 from __future__ import annotations
@@ -67,6 +73,11 @@ class ExpiredTokenError(InvalidTokenError):
     """Genuine in every respect but expired: a browser can be sent to Latch's /refresh."""
 
 
+class InsufficientAssuranceError(InvalidTokenError):
+    """Genuine and valid, but signed in with less than `require_aal` (e.g. email alone where
+    aal2 is required): the person must pass a second factor (step up), not sign in again."""
+
+
 @dataclass(frozen=True)
 class Claims:
     """The verified claims of a Latch access JWT."""
@@ -80,11 +91,19 @@ class Claims:
     nbf: int
     exp: int
     jti: str
+    amr: tuple[str, ...] = ()
+    acr: str = ""
+    auth_time: int | None = None
 
     @property
     def user_id(self) -> str:
         """The user's id (`sub`)."""
         return self.sub
+
+    @property
+    def aal(self) -> int:
+        """The assurance level: 2 for `acr` "aal2", else 1 (email alone is one factor)."""
+        return 2 if self.acr == "aal2" else 1
 
 
 # --- one strict reading of a Latch access JWT ----------------------------------------------------
@@ -96,6 +115,7 @@ class Claims:
 MAX_TOKEN = 8192  # Latch's tokens are ~600 bytes; a bigger one is not ours
 MAX_TIME = 10**11  # seconds since 1970 (the year 5138): anything larger is an overflow in waiting
 MAX_ID, MAX_EMAIL = 256, 320
+MAX_METHODS = 8  # `amr` entries: Latch writes at most four
 # Latch writes exactly these header members. Others either change how the token is read (`crit`,
 # RFC 7797's `b64`, `zip`) or point at keys (`jku`, `x5u`, `jwk`, `x5c`): none is honoured, so a
 # token carrying one is not Latch's and is refused rather than half-understood.
@@ -240,6 +260,9 @@ def check_claims(
         nbf=_time(raw, "nbf"),
         exp=_time(raw, "exp"),
         jti=_text(raw, "jti", MAX_ID),
+        amr=_methods(raw),
+        acr=_text(raw, "acr", MAX_ID) if "acr" in raw else "",
+        auth_time=_time(raw, "auth_time") if "auth_time" in raw else None,
     )
     if not claims.iat <= claims.nbf < claims.exp:
         raise InvalidTokenError("iat, nbf and exp out of order")
@@ -257,6 +280,15 @@ def _text(raw: Mapping[str, Any], name: str, limit: int) -> str:
     if not isinstance(value, str) or len(value) > limit or not _PRINTABLE.fullmatch(value):
         raise InvalidTokenError(f"{name} is not a short printable string")
     return value
+
+
+def _methods(raw: Mapping[str, Any]) -> tuple[str, ...]:
+    # `amr` (RFC 8176): a short list of short printable names; absent in tokens from a Latch
+    # before sign-in steps existed.
+    value = raw.get("amr", [])
+    if type(value) is not list or len(value) > MAX_METHODS:
+        raise InvalidTokenError("amr is not a short list")
+    return tuple(_text({"amr": m}, "amr", MAX_ID) for m in value)
 
 
 def _time(raw: Mapping[str, Any], name: str) -> int:
@@ -331,10 +363,14 @@ class Verifier:
         leeway: int = 30,
         max_lifetime: int = 900,
         timeout: float = 5.0,
+        require_aal: int = 1,
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
+        if require_aal not in (1, 2):
+            raise ValueError("require_aal must be 1 or 2")
         self.issuer, self.audience, self.jwks_url = issuer, audience, jwks_url
+        self.require_aal = require_aal
         self.refetch_interval, self.jwks_max_age = refetch_interval, jwks_max_age
         # Leeway for `nbf`/`iat` only (another host's clock may run a little behind Latch's);
         # `exp` is never stretched.
@@ -420,24 +456,31 @@ class Verifier:
         if self._stale():
             self.refresh_keys()
         hit = self._cached(token)
-        if hit is not None:
-            return hit
-        parsed = self._parse(token)
-        if self._due(parsed.kid):
-            self.refresh_keys()
-        return self._verify(token, parsed)
+        if hit is None:
+            parsed = self._parse(token)
+            if self._due(parsed.kid):
+                self.refresh_keys()
+            hit = self._verify(token, parsed)
+        return self._assured(hit)
 
     async def averify(self, token: str) -> Claims:
         """As `verify`, fetching the JWKS without blocking the event loop."""
         if self._stale():
             await self.arefresh_keys()
         hit = self._cached(token)
-        if hit is not None:
-            return hit
-        parsed = self._parse(token)
-        if self._due(parsed.kid):
-            await self.arefresh_keys()
-        return self._verify(token, parsed)
+        if hit is None:
+            parsed = self._parse(token)
+            if self._due(parsed.kid):
+                await self.arefresh_keys()
+            hit = self._verify(token, parsed)
+        return self._assured(hit)
+
+    def _assured(self, claims: Claims) -> Claims:
+        # Checked on every answer, cached or not: the cache holds genuine tokens, whatever
+        # their level, and the level asked for is this verifier's.
+        if claims.aal < self.require_aal:
+            raise InsufficientAssuranceError(f"aal{claims.aal} < aal{self.require_aal}")
+        return claims
 
     def _cached(self, token: str) -> Claims | None:
         with self._lock:
@@ -492,6 +535,13 @@ class LatchAuthMiddleware:
     Browsers with an expired JWT go to `refresh_url?next=<this URL>` (Latch rotates the
     refresh token and sends them back); browsers with none or a bad one go to the login page.
     `next` must be allowed by Latch (ALLOWED_REDIRECT_ORIGINS), or Latch sends them to /account.
+
+    With a verifier that requires aal2, a genuine aal1 token is not "signed out": browsers go
+    to `step_up_url?next=<this URL>` (default: `login_url` + "/step-up", i.e. Latch's
+    PUBLIC_URL/login/step-up; that page comes with the factor features, docs/design.md §11),
+    and API calls get 403 `step_up_required` with RFC 9470's challenge in WWW-Authenticate
+    (`error="insufficient_user_authentication", acr_values="aal2"`). Not 401, as RFC 9470
+    has it: a client that answers 401 by refreshing would get another aal1 token and loop.
     """
 
     def __init__(
@@ -504,10 +554,12 @@ class LatchAuthMiddleware:
         cookie_name: str = "latch_session",
         api_prefixes: tuple[str, ...] = ("/api/",),
         public_paths: tuple[str, ...] = (),
+        step_up_url: str | None = None,
     ) -> None:
         self.app = app
         self.verifier = verifier
         self.login_url, self.refresh_url = login_url, refresh_url
+        self.step_up_url = step_up_url or login_url.rstrip("/") + "/step-up"
         self.cookie_name = cookie_name
         self.api_prefixes = api_prefixes
         self.public_paths = tuple(p.rstrip("/") for p in public_paths)
@@ -546,6 +598,10 @@ class LatchAuthMiddleware:
                 claims = await self.verifier.averify(token)
             except ExpiredTokenError:
                 expired = True
+            except InsufficientAssuranceError as e:
+                log.debug("access token refused: %s", e)
+                await self._step_up(request)(scope, receive, send)
+                return
             except InvalidTokenError as e:
                 log.debug("access token refused: %s", e)
             else:
@@ -555,11 +611,33 @@ class LatchAuthMiddleware:
                 return
         await self._refuse(request, expired)(scope, receive, send)
 
+    def _is_api(self, request: Request) -> bool:
+        accept = request.headers.get("accept", "")
+        return "application/json" in accept or request.url.path.startswith(self.api_prefixes)
+
+    def _step_up(self, request: Request) -> Response:
+        from starlette.responses import JSONResponse, RedirectResponse
+
+        if self._is_api(request):
+            body = {
+                "error": {
+                    "code": "step_up_required",
+                    "message": "Confirm it is you with your second factor first.",
+                }
+            }
+            challenge = (
+                'Bearer realm="latch", error="insufficient_user_authentication",'
+                f' acr_values="aal{self.verifier.require_aal}"'
+            )
+            return JSONResponse(body, status_code=403, headers={"WWW-Authenticate": challenge})
+        return RedirectResponse(
+            f"{self.step_up_url}?{urlencode({'next': str(request.url)})}", status_code=303
+        )
+
     def _refuse(self, request: Request, expired: bool) -> Response:
         from starlette.responses import JSONResponse, RedirectResponse
 
-        accept = request.headers.get("accept", "")
-        if "application/json" in accept or request.url.path.startswith(self.api_prefixes):
+        if self._is_api(request):
             body = {"error": {"code": "unauthenticated", "message": "Sign in first."}}
             return JSONResponse(
                 body, status_code=401, headers={"WWW-Authenticate": 'Bearer realm="latch"'}

@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from email.message import EmailMessage
 from pathlib import Path
@@ -55,11 +55,14 @@ class RecordingTransport:
 
     def __init__(self) -> None:
         self.messages: list[EmailMessage] = []
+        # The SMTP envelope of each message: (sender, recipients).
+        self.envelopes: list[tuple[str, tuple[str, ...]]] = []
         self._cond = threading.Condition()
 
-    async def send(self, message: EmailMessage) -> None:
+    async def send(self, message: EmailMessage, *, sender: str, recipients: Sequence[str]) -> None:
         with self._cond:
             self.messages.append(message)
+            self.envelopes.append((sender, tuple(recipients)))
             self._cond.notify_all()
 
     def wait_for(self, to: str, timeout: float = 5.0, *, index: int = 0) -> EmailMessage:

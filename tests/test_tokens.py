@@ -103,7 +103,7 @@ def test_retire_refuses_the_current_key_and_one_whose_tokens_may_live(tmp_path: 
         forced = keys_cli(latch, "retire", "--force", old_kid)
         assert forced.returncode == 0, forced.stderr
         eventually(lambda: old_kid not in published(latch), "the retired key to be unpublished")
-        states = {e["kid"]: e["state"] for e in tokens.list_keys(latch.settings.keys_dir)}
+        states = {e["kid"]: e["state"] for e in tokens.list_keys(latch.settings.tokens.keys_dir)}
         assert states[old_kid] == "removed"
 
 

@@ -80,7 +80,7 @@ class Forge:
     """Signs made-up tokens with Latch's real current key (read from KEYS_DIR)."""
 
     def __init__(self, latch: Latch, genuine: str) -> None:
-        self.keyring = Keyring(latch.settings.keys_dir, "EdDSA", b"")
+        self.keyring = Keyring(latch.settings.tokens.keys_dir, "EdDSA", b"")
         self.claims: dict[str, Any] = jwt.decode(genuine, options={"verify_signature": False})
         self.kid = self.keyring.current.kid
 

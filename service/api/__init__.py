@@ -9,27 +9,35 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from service.display import describe_device
+from service.device import device_name
 from service.errors import (
+    FlowDeadError,
+    FlowUsedError,
     ForbiddenOriginError,
     InvalidRequestError,
     NotFoundError,
     ServiceError,
+    SigninExpiredError,
     UnsupportedMediaTypeError,
 )
 from service.settings import Settings
-from service.signin.flows import Authenticated, Login, Started
+from service.signin.flows import Authenticated, Login, SecondStepDue, Started
 from service.signin.refresh import RefreshRefusedError, refresh
+from service.signin.steps import answer_second_step
 from service.web.bodies import parse_json
 from service.web.cookies import (
     clear_flow_cookie,
     clear_session_cookies,
+    clear_signin_cookie,
     set_flow_cookie,
     set_session_cookies,
+    set_signin_cookie,
+    signin_cookie_name,
 )
 from service.web.identity import client, current_identity
 from service.web.security import origin_allowed, safe_next
 from service.web.state import app_state
+from service.web.surface import Surface
 
 MAX_FIELD = 2000
 
@@ -37,6 +45,14 @@ MAX_FIELD = 2000
 def json_error(error: ServiceError) -> JSONResponse:
     """An error in the JSON API's format."""
     return JSONResponse(error.to_json(), status_code=error.status, headers=error.headers)
+
+
+async def render_error(request: Request, error: ServiceError) -> Response:
+    """How the JSON surface answers any error raised while it handles a request."""
+    return json_error(error)
+
+
+surface = Surface("api", render_error, json=True)
 
 
 async def read_json(request: Request, settings: Settings) -> dict[str, Any]:
@@ -80,7 +96,9 @@ def _started(started: Started, settings: Settings) -> Response:
     return response
 
 
-def _signed_in(auth: Authenticated, settings: Settings) -> Response:
+def _signed_in(auth: Authenticated | SecondStepDue, settings: Settings) -> Response:
+    if isinstance(auth, SecondStepDue):
+        return _second_step_due(auth, settings)
     response = JSONResponse(
         {
             "user": {"id": auth.user_id, "email": auth.email},
@@ -88,6 +106,15 @@ def _signed_in(auth: Authenticated, settings: Settings) -> Response:
         }
     )
     set_session_cookies(response, settings, auth)
+    clear_flow_cookie(response, settings)
+    return response
+
+
+def _second_step_due(due: SecondStepDue, settings: Settings) -> Response:
+    """200 {"next_step", "methods"}: the first step passed; no session cookie, only the
+    pending sign-in's (the flow is consumed, so its cookie goes)."""
+    response = JSONResponse({"next_step": "second_factor", "methods": list(due.methods)})
+    set_signin_cookie(response, settings, due.signin_cookie)
     clear_flow_cookie(response, settings)
     return response
 
@@ -152,6 +179,33 @@ async def link(request: Request) -> Response:
     return _signed_in(auth, settings)
 
 
+async def second_factor(request: Request) -> Response:
+    """POST /api/second-factor {"method", "code"} -> 200 as verify (latch_signin cookie)."""
+    state = app_state(request)
+    settings = state.settings
+    body = await read_json(request, settings)
+    method = text_field(body, "method") or ""
+    answer = text_field(body, "code") or ""
+    ip, ua = client(request)
+    try:
+        auth = await answer_second_step(
+            state.login,
+            state.factors,
+            cookie=request.cookies.get(signin_cookie_name(settings)),
+            method=method,
+            answer=answer,
+            ip=ip,
+            user_agent=ua,
+        )
+    except (FlowDeadError, FlowUsedError, SigninExpiredError) as e:
+        ended = json_error(e)  # the pending sign-in is over: its cookie goes too
+        clear_signin_cookie(ended, settings)
+        return ended
+    response = _signed_in(auth, settings)
+    clear_signin_cookie(response, settings)
+    return response
+
+
 async def logout(request: Request) -> Response:
     """POST /api/logout {"all"?} -> 204, cookies cleared."""
     state = app_state(request)
@@ -182,6 +236,7 @@ async def auth_check(request: Request) -> Response:
             "X-Latch-User": identity.user_id,
             "X-Latch-Email": identity.email,
             "X-Latch-Session": identity.session_id,
+            "X-Latch-AAL": str(int(identity.aal)),
         },
     )
 
@@ -234,7 +289,7 @@ async def sessions_list(request: Request) -> Response:
     sessions = app_state(request).sessions
     rows = await sessions.list(await current_identity(request))
     for row in rows:
-        row["device"] = describe_device(row["user_agent"] or "") or "Unknown device"
+        row["device"] = device_name(row["user_agent"] or "") or "Unknown device"
     return JSONResponse({"sessions": rows})
 
 
@@ -257,7 +312,7 @@ async def configuration(request: Request) -> Response:
     base = settings.public_url
     body = {
         "issuer": base,
-        "audience": settings.audience,
+        "audience": settings.tokens.audience,
         "jwks_uri": f"{base}/.well-known/jwks.json",
         "cookie_names": {"session": settings.session_cookie, "refresh": settings.refresh_cookie},
         "refresh_url": f"{base}/refresh",
@@ -266,7 +321,7 @@ async def configuration(request: Request) -> Response:
         "algorithms": sorted({k["alg"] for k in keys}),
         "token_type": "at+jwt",
         # A verifier refuses tokens that claim to live longer (Verifier(max_lifetime=...)).
-        "access_token_ttl": settings.access_ttl,
+        "access_token_ttl": settings.sessions.access_ttl,
     }
     return JSONResponse(body, headers={"Cache-Control": "public, max-age=300"})
 
@@ -320,6 +375,7 @@ routes = [
     Route("/refresh", refresh_page, methods=["GET"]),
     Route("/api/resend", resend, methods=["POST"]),
     Route("/api/link", link, methods=["POST"]),
+    Route("/api/second-factor", second_factor, methods=["POST"]),
     Route("/api/logout", logout, methods=["POST"]),
     Route("/api/session", session, methods=["GET"]),
     Route("/.well-known/latch-configuration", configuration, methods=["GET"]),

@@ -85,6 +85,14 @@ SCHEMAS: dict[str, Any] = {
             },
         },
     },
+    "NextStep": {
+        "type": "object",
+        "required": ["next_step", "methods"],
+        "properties": {
+            "next_step": {"type": "string", "enum": ["second_factor"]},
+            "methods": {"type": "array", "items": _STR},
+        },
+    },
     "Session": {
         "type": "object",
         "required": [
@@ -133,6 +141,17 @@ def build_spec(public_url: str) -> dict[str, Any]:
         "properties": {"code": _STR, "flow_id": _STR},
     }
     signed_in = _json(_ref("SignedIn"), "Signed in; session cookies set")
+    # The first step passed and the user has a second factor: no session yet, only the
+    # latch_signin cookie; POST /api/second-factor finishes (docs/design.md §11).
+    first_step = _json(
+        {"oneOf": [_ref("SignedIn"), _ref("NextStep")]},
+        "Signed in (session cookies set), or a second step is due (latch_signin cookie set)",
+    )
+    second_body = {
+        "type": "object",
+        "required": ["method", "code"],
+        "properties": {"method": _STR, "code": _STR},
+    }
     started = _json(_ref("Started"), "Mail queued; latch_flow cookie set")
     paths: dict[str, Any] = {
         "/api/start": {
@@ -151,16 +170,23 @@ def build_spec(public_url: str) -> dict[str, Any]:
         },
         "/api/verify": {
             "post": _op(
-                "Exchange a code for a session",
-                {"200": signed_in, **_errors(*_POST_ERRORS, 404, 409, 410, 429)},
+                "Exchange a code for a session (or for the second step)",
+                {"200": first_step, **_errors(*_POST_ERRORS, 404, 409, 410, 429)},
                 _body(verify_body),
             )
         },
         "/api/link": {
             "post": _op(
-                "Exchange a magic-link token for a session",
-                {"200": signed_in, **_errors(*_POST_ERRORS, 404, 409, 410)},
+                "Exchange a magic-link token for a session (or for the second step)",
+                {"200": first_step, **_errors(*_POST_ERRORS, 404, 409, 410)},
                 _body({"type": "object", "required": ["token"], "properties": {"token": _STR}}),
+            )
+        },
+        "/api/second-factor": {
+            "post": _op(
+                "Answer the second step of a sign-in (latch_signin cookie); a session as verify",
+                {"200": signed_in, **_errors(*_POST_ERRORS, 409, 410)},
+                _body(second_body),
             )
         },
         "/api/refresh": {
@@ -218,7 +244,12 @@ def build_spec(public_url: str) -> dict[str, Any]:
                         "description": "Valid session",
                         "headers": {
                             name: {"schema": _STR}
-                            for name in ("X-Latch-User", "X-Latch-Email", "X-Latch-Session")
+                            for name in (
+                                "X-Latch-User",
+                                "X-Latch-Email",
+                                "X-Latch-Session",
+                                "X-Latch-AAL",
+                            )
                         },
                     },
                     **_errors(401, 503),

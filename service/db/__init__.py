@@ -3,7 +3,7 @@
 A store use case is a generator that yields statements and receives their rows, then returns
 its result. Each backend runs a whole use case as one transaction:
 
-- SQLite (service/sqlite.py): one connection on one dedicated thread; a whole use case runs
+- SQLite (service/db/sqlite.py): one connection on one dedicated thread; a whole use case runs
   there in a single hop, and use cases waiting together share one commit.
 - PostgreSQL: `databases` + asyncpg, one pooled connection and transaction per use case, each
   statement awaited in turn; `Lock` becomes a transaction-level advisory lock.
@@ -61,7 +61,9 @@ class Lock:
 #   3. advisory "address:<email_key>"  - everything that counts or changes an address's flows,
 #      failures or user: open, resend, verify by code or link, add_user;
 #   4. then rows: the flow being used, the address's other live flows, its address_failures
-#      row, its users row, and the new session (see store/flows.py).
+#      row, its users row, and the new session or pending sign-in (see store/flows.py). The
+#      second step (store/signins.py) takes no advisory lock: its pending sign-in row, then
+#      the new session.
 # The PostgreSQL driver refuses a lock out of this order (a bug, caught by the tests), and at
 # most one lock per namespace is taken in a transaction (two address locks could cross).
 # Keys are hashed as their full text ("ip:…" and "address:…" cannot collide as text, and the
@@ -347,6 +349,38 @@ MIGRATIONS: tuple[tuple[int, str, tuple[str, ...]], ...] = (
             "CREATE INDEX sessions_user ON sessions (user_id)",
             "CREATE INDEX sessions_prev_refresh ON sessions (prev_refresh_hash)",
             "CREATE INDEX sessions_expires ON sessions (expires_at)",
+        ),
+    ),
+    (
+        2,
+        "sign-in steps: second factors, pending sign-ins, session assurance",
+        (
+            # Space-separated second-factor methods ("totp recovery_code"); '' = none. The
+            # factor features maintain it, so the sign-in reads it with the user upsert it
+            # already makes (no extra statement on the verify path).
+            "ALTER TABLE users ADD COLUMN second_factors TEXT NOT NULL DEFAULT ''",
+            # How the session was signed in: aal 1|2, amr space-separated (RFC 8176 values),
+            # auth_time the moment the last step passed. Older sessions were email-only.
+            "ALTER TABLE sessions ADD COLUMN aal INTEGER NOT NULL DEFAULT 1",
+            "ALTER TABLE sessions ADD COLUMN amr TEXT NOT NULL DEFAULT 'email'",
+            "ALTER TABLE sessions ADD COLUMN auth_time BIGINT NOT NULL DEFAULT 0",
+            "UPDATE sessions SET auth_time = created_at",
+            # A sign-in whose first step passed and whose next step is due (docs/design.md §11).
+            """CREATE TABLE signins (
+                id TEXT PRIMARY KEY,
+                user_id TEXT NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+                flow_id TEXT NOT NULL,
+                amr TEXT NOT NULL,
+                next_url TEXT NOT NULL,
+                attempts INTEGER NOT NULL DEFAULT 0,
+                created_at BIGINT NOT NULL,
+                expires_at BIGINT NOT NULL,
+                ip TEXT NOT NULL,
+                user_agent TEXT NOT NULL,
+                consumed_at BIGINT
+            )""",
+            "CREATE INDEX signins_expires ON signins (expires_at)",
+            "CREATE INDEX signins_user ON signins (user_id)",
         ),
     ),
 )

@@ -1,6 +1,6 @@
 """The SQLite backend: one connection on one dedicated thread, with group commit.
 
-Every use case runs whole on the database thread (one thread hop, DESIGN §7). Under load the
+Every use case runs whole on the database thread (one thread hop, docs/design.md §7). Under load the
 thread takes all the use cases waiting in its queue and runs them in ONE transaction, each
 inside its own savepoint: a use case that fails rolls back only its own work, and one commit
 (and one BEGIN IMMEDIATE) serves the batch. Results are handed back only after the commit,

@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from email.headerregistry import Address, BaseHeader, HeaderRegistry
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
-from pathlib import Path
 from urllib.parse import urlsplit
 
 import jinja2
@@ -23,14 +22,15 @@ import jinja2
 from service import store
 from service.db import Database
 from service.delivery.transports import PermanentMailError, TransientMailError, Transport
-from service.display import describe_device, mask_email
+from service.device import describe_device
+from service.display import mask_email
 from service.errors import ConfigError, UnavailableError
 from service.settings import Settings
 
 log = logging.getLogger("latch.mail")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class MailJob:
     """One sign-in mail to send: the code and link exist only here and in the message."""
 
@@ -49,7 +49,7 @@ class Renderer:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        loader = jinja2.FileSystemLoader(str(settings.email_templates_dir))
+        loader = jinja2.FileSystemLoader(str(settings.mail.templates_dir))
         html = jinja2.Environment(loader=loader, autoescape=True)
         text = jinja2.Environment(loader=loader, autoescape=False)  # noqa: S701
         # Compiled once, here: compiling takes tens of milliseconds, which would otherwise
@@ -61,27 +61,39 @@ class Renderer:
             self._body_html = html.get_template("body.html")
         except jinja2.TemplateError as e:
             raise ConfigError(
-                f"EMAIL_TEMPLATES_DIR ({settings.email_templates_dir}) must hold valid "
+                f"EMAIL_TEMPLATES_DIR ({settings.mail.templates_dir}) must hold valid "
                 f"subject.txt, body.txt and body.html templates: {type(e).__name__}: {e}"
             ) from e
         # MAIL_FROM is refused at start-up if it holds a line break (settings.validate); the
         # default sender is built as an Address, so APP_NAME is quoted and kept on one line.
-        self.sender = settings.mail_from or str(
-            Address(_one_line(settings.app_name), "login", _mail_domain(settings))
+        self.sender = settings.mail.from_address or str(
+            Address(_one_line(settings.brand.app_name), "login", _mail_domain(settings))
         )
+        sender = _one_address(self.sender, "From")
+        if sender is None:
+            raise ConfigError(f"MAIL_FROM must be exactly one address, not {self.sender!r}")
+        self.envelope_sender = sender
+
+    def envelope(self, job: MailJob) -> tuple[str, tuple[str, ...]]:
+        """(sender, recipients) for SMTP: MAIL_FROM's address and the validated address only.
+
+        Given to the transport explicitly: aiosmtplib would otherwise take the recipients from
+        the parsed To/Cc/Bcc headers, i.e. from whatever a parser makes of them.
+        """
+        return self.envelope_sender, (job.to,)
 
     def render(self, job: MailJob) -> EmailMessage:
-        """The complete sign-in mail for a job."""
+        """The complete sign-in mail for a job, addressed to exactly `job.to`."""
         s = self.settings
         context = {
-            "app_name": s.app_name,
-            "accent_color": s.accent_color,
-            "logo_url": f"{s.public_url}/logo" if s.logo_file else "",
+            "app_name": s.brand.app_name,
+            "accent_color": s.brand.accent_color,
+            "logo_url": f"{s.public_url}/logo" if s.brand.logo_file else "",
             "email": job.to,
             "code": job.code,
             "code_display": f"{job.code[:3]} {job.code[3:]}",
             "link": job.link,
-            "expires_minutes": max(1, s.code_ttl // 60),
+            "expires_minutes": max(1, s.signin.code_ttl // 60),
             "expires_at": formatdate(job.expires_at, usegmt=True)[17:22] + " UTC",
             "request_ip": job.ip,
             "request_device": describe_device(job.user_agent),
@@ -91,12 +103,19 @@ class Renderer:
         msg = EmailMessage(policy=_POLICY)
         msg["Subject"] = subject
         msg["From"] = self.sender
-        msg["To"] = job.to
+        # Built as an Address, never parsed from a string: the header parser decodes RFC 2047
+        # encoded-words, so `=?q?a=40evil.example=2c?=b@ok` would become two recipients.
+        # Address() refuses such an addr_spec (ValueError: the job fails, nothing is sent).
+        msg["To"] = Address(addr_spec=job.to)
         msg["Date"] = formatdate(usegmt=True)
         msg["Message-ID"] = make_msgid(domain=_mail_domain(s))
         msg["Auto-Submitted"] = "auto-generated"
         msg.set_content(self._body_text.render(context))
         msg.add_alternative(self._body_html.render(context), subtype="html")
+        # What a receiving client will read back from the To header must be the validated
+        # address and nothing else (addresses.parse_email already refuses encoded-words).
+        if _one_address(str(msg["To"]), "To") != job.to:
+            raise ValueError("the To header does not read back as the recipient")
         return msg
 
 
@@ -125,6 +144,15 @@ _POLICY = email.policy.default.clone(header_factory=_CachedHeaderRegistry())
 def _one_line(text: str) -> str:
     """Every run of whitespace (CR and LF included) folded into one space."""
     return " ".join(text.split())
+
+
+def _one_address(value: str, name: str) -> str | None:
+    """The addr_spec of an address header's value if it holds exactly one address."""
+    header = _POLICY.header_factory(name, value)
+    addresses: tuple[Address, ...] = getattr(header, "addresses", ())
+    if len(addresses) != 1 or "@" not in addresses[0].addr_spec:
+        return None
+    return addresses[0].addr_spec
 
 
 def _mail_domain(settings: Settings) -> str:
@@ -163,7 +191,7 @@ class Mailer:
     @property
     def full(self) -> bool:
         """True when no further mail can be accepted."""
-        return self._pending >= self.settings.mail_queue_size
+        return self._pending >= self.settings.mail.queue_size
 
     def reserve(self) -> None:
         """Hold a place for one mail, or refuse with 503 when the queue is full."""
@@ -182,7 +210,7 @@ class Mailer:
 
     def start(self) -> None:
         """Start the sender tasks."""
-        for i in range(self.settings.mail_workers):
+        for i in range(self.settings.mail.workers):
             self._tasks.append(asyncio.create_task(self._work(), name=f"latch-mail-{i}"))
 
     async def drain(self, grace: float) -> bool:
@@ -222,24 +250,32 @@ class Mailer:
     async def _attempt(self, job: MailJob, attempt: int) -> bool:
         """One delivery attempt; False when a retry was scheduled."""
         now = int(self.clock())
-        check_user = not self.settings.allow_signup
+        check_user = not self.settings.signin.allow_signup
         if attempt > 0 or check_user:
             verdict = await self.database.run(
                 store.claim_mail(job.flow_id, job.seq, check_user=check_user, now=now)
             )
+            if verdict == "suppress":
+                # Logged (and so counted) exactly as a sent mail: the counters and INFO logs
+                # must not tell an address without an account from one with. The difference
+                # is for operators who ask for it, at DEBUG.
+                log.debug("mail.suppressed flow=%s (no account: nothing sent)", job.flow_id[:8])
+                log.info("mail.sent flow=%s to=%s", job.flow_id[:8], mask_email(job.to))
+                return True
             if verdict != "send":
-                event = "mail.suppress" if verdict == "suppress" else "mail.skip"
-                log.info(event + " flow=%s", job.flow_id[:8])
+                log.info("mail.skip flow=%s", job.flow_id[:8])
                 return True
         try:
             message = self.renderer.render(job)
+            sender, recipients = self.renderer.envelope(job)
         except (jinja2.TemplateError, ValueError) as e:
-            # A broken template (EMAIL_TEMPLATES_DIR is the operator's) fails every attempt:
+            # A broken template (EMAIL_TEMPLATES_DIR is the operator's) fails every attempt, as
+            # does a recipient the To header cannot carry unchanged:
             # end the flow now rather than leave it "queued" with a code nobody will get.
-            await self._fail(job, f"template: {type(e).__name__}: {e}")
+            await self._fail(job, f"render: {type(e).__name__}: {e}")
             return True
         try:
-            await self.transport.send(message)
+            await self.transport.send(message, sender=sender, recipients=recipients)
         except TransientMailError as e:
             return await self._retry_or_fail(job, attempt, str(e))
         except PermanentMailError as e:
@@ -251,7 +287,7 @@ class Mailer:
         return True
 
     async def _retry_or_fail(self, job: MailJob, attempt: int, error: str) -> bool:
-        delays = self.settings.mail_retry_delays
+        delays = self.settings.mail.retry_delays
         delay = delays[attempt] if attempt < len(delays) else None
         if delay is None or self.clock() + delay >= job.expires_at:
             await self._fail(job, error)
@@ -277,8 +313,3 @@ class Mailer:
         await self.database.run(
             store.fail_mail(job.flow_id, job.seq, error=error[:500], now=int(self.clock()))
         )
-
-
-def templates_ok(path: Path) -> bool:
-    """True when the template folder holds the three sign-in mail templates."""
-    return all((path / name).is_file() for name in ("subject.txt", "body.txt", "body.html"))

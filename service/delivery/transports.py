@@ -7,6 +7,7 @@ import logging
 import ssl
 import sys
 import time
+from collections.abc import Sequence
 from email.message import EmailMessage
 from typing import Protocol
 
@@ -18,9 +19,15 @@ log = logging.getLogger("latch.mail")
 
 
 class Transport(Protocol):
-    """Delivers a finished message."""
+    """Delivers a finished message to exactly `recipients`, from `sender` (the SMTP envelope).
 
-    async def send(self, message: EmailMessage) -> None: ...
+    The envelope is always given: never derived from the message's headers, whose parsing can
+    turn one validated address into several recipients.
+    """
+
+    async def send(
+        self, message: EmailMessage, *, sender: str, recipients: Sequence[str]
+    ) -> None: ...
 
 
 class TransientMailError(Exception):
@@ -34,12 +41,12 @@ class PermanentMailError(Exception):
 class ConsoleTransport:
     """Development: print the mail to standard output (never to the log)."""
 
-    async def send(self, message: EmailMessage) -> None:
+    async def send(self, message: EmailMessage, *, sender: str, recipients: Sequence[str]) -> None:
         """Print the plain-text part with its headers."""
         text = message.get_body(("plain",))
         body = text.get_content() if isinstance(text, EmailMessage) else ""
         sys.stdout.write(
-            f"\n----- mail to {message['To']} -----\nSubject: {message['Subject']}\n\n"
+            f"\n----- mail to {', '.join(recipients)} -----\nSubject: {message['Subject']}\n\n"
             f"{body}\n----- end of mail -----\n"
         )
         sys.stdout.flush()
@@ -59,21 +66,23 @@ class SmtpTransport:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self._tls_context: ssl.SSLContext | None = None
-        if settings.smtp_tls != "none":
-            self._tls_context = ssl.create_default_context(cafile=settings.smtp_ca_file or None)
+        if settings.mail.smtp_tls != "none":
+            self._tls_context = ssl.create_default_context(
+                cafile=settings.mail.smtp_ca_file or None
+            )
         self._idle: list[tuple[aiosmtplib.SMTP, float]] = []
 
     def _new_client(self) -> aiosmtplib.SMTP:
         s = self.settings
         return aiosmtplib.SMTP(
-            hostname=s.smtp_host,
-            port=s.smtp_port or {"tls": 465, "starttls": 587, "none": 25}[s.smtp_tls],
-            username=s.smtp_username or None,
-            password=s.smtp_password or None,
-            use_tls=s.smtp_tls == "tls",
-            start_tls=s.smtp_tls == "starttls",
+            hostname=s.mail.smtp_host,
+            port=s.mail.smtp_port or {"tls": 465, "starttls": 587, "none": 25}[s.mail.smtp_tls],
+            username=s.mail.smtp_username or None,
+            password=s.mail.smtp_password or None,
+            use_tls=s.mail.smtp_tls == "tls",
+            start_tls=s.mail.smtp_tls == "starttls",
             tls_context=self._tls_context,
-            timeout=s.smtp_timeout,
+            timeout=s.mail.smtp_timeout,
         )
 
     async def _connected(self) -> tuple[aiosmtplib.SMTP, bool]:
@@ -87,11 +96,13 @@ class SmtpTransport:
         await client.connect()  # with start_tls=True this fails unless STARTTLS succeeds
         return client, False
 
-    async def _send_once(self, message: EmailMessage) -> None:
+    async def _send_once(
+        self, message: EmailMessage, sender: str, recipients: Sequence[str]
+    ) -> None:
         client, reused = await self._connected()
         try:
             try:
-                await client.send_message(message)
+                await client.send_message(message, sender=sender, recipients=recipients)
             except (aiosmtplib.SMTPServerDisconnected, ConnectionError) as e:
                 if not reused:
                     raise
@@ -100,16 +111,18 @@ class SmtpTransport:
                 await _close_quietly(client)
                 client = self._new_client()
                 await client.connect()
-                await client.send_message(message)
+                await client.send_message(message, sender=sender, recipients=recipients)
         except BaseException:
             await _close_quietly(client)
             raise
         self._idle.append((client, time.monotonic()))
 
-    async def send(self, message: EmailMessage) -> None:
+    async def send(self, message: EmailMessage, *, sender: str, recipients: Sequence[str]) -> None:
         """Send one message, classifying failures as transient or permanent."""
+        if not recipients:
+            raise PermanentMailError("no recipient")  # aiosmtplib would read the headers
         try:
-            await self._send_once(message)
+            await self._send_once(message, sender, list(recipients))
         except aiosmtplib.SMTPResponseException as e:
             if 400 <= e.code < 500:
                 raise TransientMailError(f"{e.code} {e.message}") from e
@@ -169,4 +182,4 @@ def _untrusted_certificate(error: BaseException) -> bool:
 
 def default_transport(settings: Settings) -> Transport:
     """SMTP when SMTP_HOST is set, else the console."""
-    return SmtpTransport(settings) if settings.smtp_host else ConsoleTransport()
+    return SmtpTransport(settings) if settings.mail.smtp_host else ConsoleTransport()

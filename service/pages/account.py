@@ -8,7 +8,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from service.display import describe_device
+from service.device import device_name
 from service.errors import UnauthenticatedError
 from service.pages.render import redirect, render
 from service.web import csrf
@@ -53,7 +53,7 @@ async def account_page(request: Request) -> Response:
     rows = [
         {
             "id": s["id"],
-            "device": describe_device(s["user_agent"] or "") or "Unknown device",
+            "device": device_name(s["user_agent"] or "") or "Unknown device",
             "ip": s["ip"] or "unknown",
             "created": _moment(s["created_at"], now),
             "last_used": _moment(s["last_used_at"] or s["created_at"], now),

@@ -56,7 +56,7 @@ def brand_css(accent: str) -> str:
 
 def brand_version(settings: Settings) -> str:
     """A short hash of what /static/brand.css and /logo serve, for cache-busting URLs."""
-    return _version(settings.accent_color, settings.logo_file)
+    return _version(settings.brand.accent_color, settings.brand.logo_file)
 
 
 @functools.lru_cache(maxsize=8)
@@ -71,7 +71,7 @@ async def brand_stylesheet(request: Request) -> Response:
     """GET /static/brand.css: the accent colour (validated as #rgb/#rrggbb at start-up)."""
     settings: Settings = app_state(request).settings
     return Response(
-        brand_css(settings.accent_color),
+        brand_css(settings.brand.accent_color),
         media_type="text/css",
         headers={"cache-control": "public, max-age=31536000, immutable"},
     )
@@ -80,9 +80,9 @@ async def brand_stylesheet(request: Request) -> Response:
 async def logo(request: Request) -> Response:
     """GET /logo: LOGO_FILE with its image content type; 404 when none is set."""
     settings: Settings = app_state(request).settings
-    if not settings.logo_file:
+    if not settings.brand.logo_file:
         raise NotFoundError()
-    path = Path(settings.logo_file)
+    path = Path(settings.brand.logo_file)
     if not await anyio.Path(path).is_file():  # removed since start-up: a 404, not a 500
         raise NotFoundError()
     return FileResponse(
@@ -105,7 +105,7 @@ def sample_job(settings: Settings, now: float | None = None) -> MailJob:
         to="alice@example.com",
         code=SAMPLE_CODE,
         link=f"{settings.public_url}/login/link?t=sample-link-for-preview",
-        expires_at=int(now if now is not None else time.time()) + settings.code_ttl,
+        expires_at=int(now if now is not None else time.time()) + settings.signin.code_ttl,
         ip="203.0.113.7",
         user_agent=SAMPLE_USER_AGENT,
     )

@@ -20,6 +20,7 @@ from service.pages import brand
 from service.settings import Settings
 from service.web import csrf
 from service.web.state import app_state
+from service.web.surface import Surface
 
 log = logging.getLogger("latch.web")
 
@@ -30,6 +31,7 @@ HEADINGS = {
     ErrorCode.FLOW_EXPIRED: "This sign-in has expired",
     ErrorCode.FLOW_USED: "This has already been used",
     ErrorCode.FLOW_DEAD: "Too many wrong codes",
+    ErrorCode.SIGNIN_EXPIRED: "This sign-in has expired",
     ErrorCode.CSRF: "Please try again",
     ErrorCode.NOT_FOUND: "Page not found",
     ErrorCode.RATE_LIMITED: "Please wait",
@@ -44,6 +46,8 @@ DETAILS = {
     "signed in on that device. Otherwise, start again.",
     ErrorCode.FLOW_DEAD: "To protect your account, this sign-in stopped after too many wrong "
     "codes. Start again to get a new code.",
+    ErrorCode.SIGNIN_EXPIRED: "For your safety, the second step must follow the first within "
+    "five minutes. Start again to get a new code.",
     ErrorCode.CSRF: "The page was open for a long time, or the form came from another site.",
     ErrorCode.NOT_FOUND: "There is nothing at this address.",
 }
@@ -84,10 +88,10 @@ def render(
     context.setdefault("error", None)
     context.setdefault("notice", None)
     html = _env.get_template(template).render(
-        app_name=settings.app_name,
+        app_name=settings.brand.app_name,
         brand=brand.brand_version(settings),
-        has_logo=bool(settings.logo_file),
-        allow_signup=settings.allow_signup,
+        has_logo=bool(settings.brand.logo_file),
+        allow_signup=settings.signin.allow_signup,
         csrf=token.field if token else "",
         **context,
     )
@@ -110,13 +114,21 @@ def error_page(request: Request, error: ServiceError) -> Response:
             forms=False,
             heading=HEADINGS.get(error.code, "Something went wrong"),
             error=error.message,
-            detail=detail.format(minutes=max(1, settings.code_ttl // 60)),
+            detail=detail.format(minutes=max(1, settings.signin.code_ttl // 60)),
             found=error.code != ErrorCode.NOT_FOUND,
         )
     except Exception as e:  # a broken template must not turn an error page into a bare 500
         log.error("error page not rendered: %s", type(e).__name__)
         body = f"<!doctype html><title>Error</title><p>{escape(error.message)}</p>"
         return HTMLResponse(body, status_code=error.status, headers=error.headers)
+
+
+async def render_error(request: Request, error: ServiceError) -> Response:
+    """How the HTML surface answers any error raised while it handles a request."""
+    return error_page(request, error)
+
+
+surface = Surface("pages", render_error, json=False)
 
 
 def redirect(url: str) -> RedirectResponse:

@@ -25,15 +25,16 @@ from service.errors import (
     ServiceError,
     UnauthenticatedError,
 )
-from service.pages import account, brand
+from service.pages import account, brand, second_factor
 from service.pages.render import STATIC, CachedStatic, error_page, redirect, render
 from service.settings import Settings
-from service.signin.flows import Authenticated, Login
+from service.signin.flows import Authenticated, Login, SecondStepDue
 from service.web import csrf
 from service.web.cookies import (
     clear_flow_cookie,
     set_flow_cookie,
     set_session_cookies,
+    set_signin_cookie,
 )
 from service.web.identity import client, current_identity
 from service.web.security import safe_next
@@ -49,9 +50,14 @@ def _browser_flow(request: Request, settings: Settings, login: Login) -> str | N
     return login.flow_from_cookie(request.cookies.get(settings.flow_cookie))
 
 
-def _signed_in(auth: Authenticated, settings: Settings) -> Response:
-    response = redirect(auth.next_url)
-    set_session_cookies(response, settings, auth)
+def _signed_in(auth: Authenticated | SecondStepDue, settings: Settings) -> Response:
+    if isinstance(auth, SecondStepDue):
+        # The first step passed: on to the second, holding only the pending sign-in's cookie.
+        response = redirect("/login/second-factor")
+        set_signin_cookie(response, settings, auth.signin_cookie)
+    else:
+        response = redirect(auth.next_url)
+        set_session_cookies(response, settings, auth)
     clear_flow_cookie(response, settings)
     return response
 
@@ -208,9 +214,6 @@ async def link_submit(request: Request) -> Response:
     return _signed_in(auth, settings)
 
 
-# --- the account -----------------------------------------------------------------------------
-
-
 routes: list[BaseRoute] = [
     *brand.routes,
     Route("/", home, methods=["GET"]),
@@ -221,6 +224,7 @@ routes: list[BaseRoute] = [
     Route("/login/resend", resend_submit, methods=["POST"]),
     Route("/login/link", link_page, methods=["GET"]),
     Route("/login/link", link_submit, methods=["POST"]),
+    *second_factor.routes,
     *account.routes,
     Mount("/static", app=CachedStatic(StaticFiles(directory=STATIC)), name="static"),
 ]

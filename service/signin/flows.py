@@ -15,25 +15,23 @@ from service.db import Database
 from service.delivery.mail import Mailer, MailJob
 from service.display import mask_email
 from service.errors import (
-    CodesLockedError,
-    FlowDeadError,
     FlowExpiredError,
-    FlowUsedError,
-    InvalidCodeError,
     InvalidLinkError,
     InvalidRequestError,
-    NotFoundError,
-    RateLimitedError,
-    ServiceError,
 )
 from service.settings import Settings
+from service.signin.assurance import Assurance, Level, Method
+from service.signin.refusals import flow_refusal
 from service.tokens import Keyring
 
+Verdict = store.Verdict
 log = logging.getLogger("latch.flows")
 Clock = Callable[[], float]
+# How long a pending sign-in waits for its second step (docs/design.md §11).
+SIGNIN_TTL = 300
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Started:
     """A flow that was started or resent: what the browser or API caller is told."""
 
@@ -43,7 +41,7 @@ class Started:
     flow_cookie: str
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Authenticated:
     """A completed sign-in: the tokens to set as cookies and where to go next."""
 
@@ -57,50 +55,21 @@ class Authenticated:
 
 
 @dataclass(frozen=True)
+class SecondStepDue:
+    """The first step passed and a second one is due: no session yet, only the signed
+    `latch_signin` cookie naming the pending sign-in, and the methods that can answer it."""
+
+    methods: tuple[str, ...]
+    signin_cookie: str
+    next_url: str
+
+
+@dataclass(frozen=True)
 class LinkView:
     """What GET /login/link may show: the state and the masked address."""
 
     state: str
     masked_email: str
-
-
-def limits_from(settings: Settings) -> store.Limits:
-    """The store's view of the abuse limits."""
-    s = settings
-    return store.Limits(
-        code_attempts=s.limit_code_attempts,
-        address_failures=s.limit_address_failures,
-        address_lock=s.limit_address_lock,
-        mail_interval=s.limit_mail_interval,
-        mail_per_window=s.limit_mail_per_window,
-        mail_window=s.limit_mail_window,
-        mail_per_day=s.limit_mail_per_day,
-        mail_global=s.limit_mail_global,
-        starts_per_ip=s.limit_starts_per_ip,
-        ip_window=s.limit_ip_window,
-    )
-
-
-def refusal(outcome: store.Outcome) -> ServiceError:
-    """The public error for a refused use case."""
-    state = outcome.state
-    if state == "wrong":
-        return InvalidCodeError(outcome.tries_left)
-    if state == "used":
-        return FlowUsedError()
-    if state == "expired":
-        return FlowExpiredError()
-    if state == "dead":
-        return FlowDeadError()
-    if state == "mail_failed":
-        return FlowExpiredError("We could not deliver the email with this code. Ask for a new one.")
-    if state == "codes_locked":
-        return CodesLockedError(outcome.retry_after)
-    if state == "rate_limited":
-        return RateLimitedError(outcome.retry_after)
-    if state == "invalid":
-        return InvalidLinkError()
-    return NotFoundError("This sign-in has ended. Please start again.")
 
 
 class Login:
@@ -126,7 +95,9 @@ class Login:
         self.keys = Keys.from_secret(settings.secret_key)
         self.links = LinkSigner(self.keys.signing)
         self.flow_cookies = ValueSigner(self.keys.signing, "latch.flow")
-        self.limits = limits_from(settings)
+        # A salt of its own: a latch_flow value can never pass for a latch_signin one.
+        self.signin_cookies = ValueSigner(self.keys.signing, "latch.signin")
+        self.limits = settings.limits
 
     def _now(self) -> int:
         return int(self.clock())
@@ -144,7 +115,7 @@ class Login:
         return Started(
             flow_id=flow_id,
             expires_in=max(0, expires_at - self._now()),
-            resend_after=self.settings.limit_mail_interval,
+            resend_after=self.settings.limits.mail_interval,
             flow_cookie=self.flow_cookies.dumps(flow_id),
         )
 
@@ -160,18 +131,29 @@ class Login:
         user_agent: str,
     ) -> None:
         link = f"{self.settings.public_url}/login/link?t={token}"
-        self.mailer.submit(MailJob(flow_id, seq, email, code, link, expires_at, ip, user_agent))
+        self.mailer.submit(
+            MailJob(
+                flow_id=flow_id,
+                seq=seq,
+                to=email,
+                code=code,
+                link=link,
+                expires_at=expires_at,
+                ip=ip,
+                user_agent=user_agent,
+            )
+        )
 
     async def start(self, *, email: str, next_url: str, ip: str, user_agent: str) -> Started:
         """Validate the address, check limits, store a flow and queue its mail.
 
         No user lookup happens here: known and unknown addresses take the same path.
         """
-        address, email_key = parse_email(email, self.settings.allowed_email_domains)
+        address, email_key = parse_email(email, self.settings.signin.allowed_email_domains)
         flow_id = crypto.new_id()
         code, code_hash, token, link_hash = self._new_secrets(flow_id)
         now = self._now()
-        expires_at = now + self.settings.code_ttl
+        expires_at = now + self.settings.signin.code_ttl
         flow = store.NewFlow(
             id=flow_id,
             email=address,
@@ -189,10 +171,10 @@ class Login:
         except BaseException:
             self.mailer.release()
             raise
-        if outcome.state != "ok":
+        if outcome.state is not Verdict.OK:
             self.mailer.release()
             log.info("limit.hit what=start to=%s", mask_email(address))
-            raise refusal(outcome)
+            raise flow_refusal(outcome)
         self._queue_mail(flow_id, 1, address, code, token, expires_at, ip, user_agent)
         log.info("login.started flow=%s to=%s", flow_id[:8], mask_email(address))
         return self._started(flow_id, expires_at)
@@ -210,17 +192,17 @@ class Login:
                     link_hash=link_hash,
                     limits=self.limits,
                     now=now,
-                    ttl=self.settings.code_ttl,
+                    ttl=self.settings.signin.code_ttl,
                 )
             )
         except BaseException:
             self.mailer.release()
             raise
-        if outcome.state != "ok" or outcome.flow is None:
+        if outcome.state is not Verdict.OK or outcome.flow is None:
             self.mailer.release()
-            if outcome.state == "rate_limited":
+            if outcome.state is Verdict.RATE_LIMITED:
                 log.info("limit.hit what=resend flow=%s", flow_id[:8])
-            raise refusal(outcome)
+            raise flow_refusal(outcome)
         row = outcome.flow
         self._queue_mail(
             flow_id,
@@ -235,34 +217,47 @@ class Login:
         log.info("login.resent flow=%s", flow_id[:8])
         return self._started(flow_id, row["expires_at"])
 
-    def _new_session(self, ip: str, user_agent: str) -> tuple[store.NewSession, str]:
+    def new_session(
+        self,
+        ip: str,
+        user_agent: str,
+        *,
+        amr: tuple[str, ...] = (Method.EMAIL.value,),
+        aal: Level = Level.AAL1,
+    ) -> tuple[store.NewSession, str]:
+        """A session to open (and its refresh token), with the pending sign-in that replaces
+        it when a second step turns out to be due."""
         refresh = crypto.new_secret()
         now = self._now()
         return store.NewSession(
             id=crypto.new_id(),
             refresh_hash=crypto.sha256_hex(refresh),
-            idle_expires_at=now + self.settings.session_idle_ttl,
-            expires_at=now + self.settings.session_max_ttl,
+            idle_expires_at=now + self.settings.sessions.idle_ttl,
+            expires_at=now + self.settings.sessions.max_ttl,
             ip=ip,
             user_agent=user_agent[:300],
             new_user_id=crypto.new_id(),
+            amr=amr,
+            aal=int(aal),
+            step=store.NewStep(id=crypto.new_id(), expires_at=now + SIGNIN_TTL),
         ), refresh
 
     async def verify_code(
         self, *, flow_id: str, code: str, ip: str, user_agent: str
-    ) -> Authenticated:
-        """Exchange a typed code for a session (one atomic step, see store.verify_code)."""
+    ) -> Authenticated | SecondStepDue:
+        """Exchange a typed code for a session, or for a pending sign-in when a second step
+        is due (one atomic step, see store.verify_code)."""
         normalised = crypto.normalise_code(code)
         if normalised is None:
             raise InvalidRequestError("Enter the 6-digit code from the email.", field="code")
-        session, refresh = self._new_session(ip, user_agent)
+        session, refresh = self.new_session(ip, user_agent)
         outcome = await self.db.run(
             store.verify_code(
                 flow_id,
                 crypto.keyed_hash(self.keys.code, flow_id, normalised),
                 session=session,
                 limits=self.limits,
-                allow_signup=self.settings.allow_signup,
+                allow_signup=self.settings.signin.allow_signup,
                 now=self._now(),
             )
         )
@@ -271,7 +266,7 @@ class Login:
     def read_link(self, token: str) -> tuple[str, str]:
         """(flow id, secret hash) of a genuine, unexpired link token."""
         try:
-            flow_id, secret = self.links.loads(token, max_age=self.settings.code_ttl)
+            flow_id, secret = self.links.loads(token, max_age=self.settings.signin.code_ttl)
         except LinkTokenExpiredError as e:
             raise FlowExpiredError("This sign-in link has expired. Please start again.") from e
         except LinkTokenError as e:
@@ -287,71 +282,99 @@ class Login:
             store.peek_link(flow_id, link_hash, self.limits.code_attempts, self._now()),
             write=False,
         )
-        if outcome.state != "pending" or outcome.flow is None:
-            raise refusal(outcome)
-        return LinkView(outcome.state, mask_email(outcome.flow["email"]))
+        if outcome.state is not Verdict.PENDING or outcome.flow is None:
+            raise flow_refusal(outcome)
+        return LinkView(state=outcome.state, masked_email=mask_email(outcome.flow["email"]))
 
     async def verify_link(
         self, *, token: str, browser_flow_id: str | None, ip: str, user_agent: str
-    ) -> Authenticated:
-        """Exchange a magic link for a session."""
+    ) -> Authenticated | SecondStepDue:
+        """Exchange a magic link for a session (or a pending sign-in, as verify_code)."""
         flow_id, link_hash = self.read_link(token)
-        if self.settings.link_same_browser and browser_flow_id != flow_id:
+        if self.settings.signin.link_same_browser and browser_flow_id != flow_id:
             raise InvalidLinkError(
                 "Open this link in the browser where you asked for it, or use the code."
             )
-        session, refresh = self._new_session(ip, user_agent)
+        session, refresh = self.new_session(ip, user_agent)
         outcome = await self.db.run(
             store.verify_link(
                 flow_id,
                 link_hash,
                 session=session,
                 limits=self.limits,
-                allow_signup=self.settings.allow_signup,
+                allow_signup=self.settings.signin.allow_signup,
                 now=self._now(),
             )
         )
         return self._finish(outcome, refresh, "link")
 
-    def _finish(self, outcome: store.Outcome, refresh: str, how: str) -> Authenticated:
-        if outcome.state != "ok" or outcome.sign_in is None:
+    def _finish(
+        self, outcome: store.Outcome, refresh: str, how: str
+    ) -> Authenticated | SecondStepDue:
+        if outcome.step is not None:
+            step = outcome.step
+            log.info("login.step_due how=%s user=%s signin=%s", how, step.user_id[:8], step.id[:8])
+            return SecondStepDue(
+                methods=step.methods,
+                signin_cookie=self.signin_cookies.dumps(f"{step.id}.{step.flow_id}"),
+                next_url=step.next_url,
+            )
+        if outcome.state is not Verdict.OK or outcome.sign_in is None:
             log.info("login.failed how=%s reason=%s", how, outcome.state)
-            if outcome.state == "codes_locked":
+            if outcome.state is Verdict.CODES_LOCKED:
                 log.info("limit.hit what=codes")
-            raise refusal(outcome)
+            raise flow_refusal(outcome)
         s = outcome.sign_in
         log.info("login.succeeded how=%s user=%s session=%s", how, s.user_id[:8], s.session_id[:8])
+        return self.authenticated(s, refresh)
+
+    def authenticated(self, sign_in: store.SignIn, refresh: str) -> Authenticated:
+        """The tokens of a session just opened."""
+        s = sign_in
+        assurance = Assurance.of(aal=s.aal, amr=s.amr, auth_time=s.auth_time)
         return Authenticated(
             user_id=s.user_id,
             email=s.email,
             session_id=s.session_id,
             session_expires_at=s.session_expires_at,
-            access_token=self.issue_access(s.user_id, s.email, s.session_id),
+            access_token=self.issue_access(s.user_id, s.email, s.session_id, assurance),
             refresh_token=refresh,
             next_url=s.next_url,
         )
 
-    def issue_access(self, user_id: str, email: str, session_id: str) -> str:
-        """A signed access JWT (RFC 9068 shape). JWT times use the wall clock."""
+    def issue_access(self, user_id: str, email: str, session_id: str, assurance: Assurance) -> str:
+        """A signed access JWT (RFC 9068 shape) saying how the session signed in (`amr`,
+        `acr`, `auth_time`: OpenID Connect Core §2). JWT times use the wall clock."""
         now = int(time.time())
         claims: dict[str, Any] = {
             "iss": self.settings.public_url,
-            "aud": self.settings.audience,
+            "aud": self.settings.tokens.audience,
             "sub": user_id,
             "email": email,
             "sid": session_id,
             "iat": now,
             "nbf": now,
-            "exp": now + self.settings.access_ttl,
+            "exp": now + self.settings.sessions.access_ttl,
             "jti": crypto.new_id(),
+            "amr": list(assurance.amr),
+            "acr": assurance.aal.acr,
+            "auth_time": assurance.auth_time,
         }
         return self.keyring.sign(claims)
+
+    def signin_from_cookie(self, value: str | None) -> tuple[str, str] | None:
+        """(pending sign-in id, flow id) from a genuine `latch_signin` cookie under 5 minutes."""
+        if not value:
+            return None
+        bound = self.signin_cookies.loads(value, max_age=SIGNIN_TTL)
+        step_id, dot, flow_id = (bound or "").partition(".")
+        return (step_id, flow_id) if dot and step_id and flow_id else None
 
     def flow_from_cookie(self, value: str | None) -> str | None:
         """The flow id bound to this browser, if its cookie is genuine and young."""
         if not value:
             return None
-        return self.flow_cookies.loads(value, max_age=self.settings.code_ttl + 60)
+        return self.flow_cookies.loads(value, max_age=self.settings.signin.code_ttl + 60)
 
     async def flow_view(self, flow_id: str) -> dict[str, Any] | None:
         """What the code page shows about a flow (no secret in it)."""
@@ -361,8 +384,10 @@ class Login:
         now = self._now()
         status = row["mail_status"]
         if status == "suppressed":
-            status = "sent"  # from outside a suppressed mail looks exactly like a sent one
-        elif status == "queued" and now - row["mail_at"] > self.settings.mail_stale_after:
+            # From outside a suppressed mail looks exactly like a sent one, and the code page
+            # words "queued" and "sent" alike (a real mail is queued while SMTP is slow).
+            status = "sent"
+        elif status == "queued" and now - row["mail_at"] > self.settings.mail.stale_after:
             status = "not_delivered"
         return {
             "state": store.flow_state(row, now, self.limits.code_attempts),
@@ -371,5 +396,5 @@ class Login:
             "attempts": row["attempts"],
             "tries_left": max(0, self.limits.code_attempts - row["attempts"]),
             "expires_at": row["expires_at"],
-            "resend_in": max(0, row["mail_at"] + self.settings.limit_mail_interval - now),
+            "resend_in": max(0, row["mail_at"] + self.settings.limits.mail_interval - now),
         }

@@ -25,6 +25,7 @@ import re
 
 from service import crypto, store
 from service.errors import UnauthenticatedError
+from service.signin.assurance import Assurance
 from service.signin.flows import Authenticated, Login
 
 log = logging.getLogger("latch.refresh")
@@ -73,24 +74,29 @@ async def refresh(login: Login, token: str | None) -> Authenticated:
         store.rotate_refresh(
             [crypto.sha256_hex(t) for t in tokens],
             now=int(login.clock()),
-            grace=settings.refresh_grace,
-            idle_ttl=settings.session_idle_ttl,
+            grace=settings.sessions.refresh_grace,
+            idle_ttl=settings.sessions.idle_ttl,
         )
     )
-    if outcome.state not in ("rotated", "grace"):
+    if outcome.state not in (store.RotationState.ROTATED, store.RotationState.GRACE):
         sid = outcome.session_id[:8]
-        if outcome.state == "theft":
+        if outcome.state is store.RotationState.THEFT:
             log.warning("session.revoked reason=refresh-reuse session=%s", sid)
             raise RefreshRefusedError(revoked=outcome.session_id)
         log.info("refresh.refused reason=%s session=%s", outcome.state, sid)
         raise RefreshRefusedError()
     log.info("session.refreshed how=%s session=%s", outcome.state, outcome.session_id[:8])
+    # A refreshed token says how the session signed in, not that it signed in again: amr,
+    # acr and auth_time come from the session row the rotation returned.
+    assurance = Assurance.of(aal=outcome.aal, amr=outcome.amr, auth_time=outcome.auth_time)
     return Authenticated(
         user_id=outcome.user_id,
         email=outcome.email,
         session_id=outcome.session_id,
         session_expires_at=outcome.expires_at,
-        access_token=login.issue_access(outcome.user_id, outcome.email, outcome.session_id),
+        access_token=login.issue_access(
+            outcome.user_id, outcome.email, outcome.session_id, assurance
+        ),
         refresh_token=tokens[1],
         next_url="",
     )

@@ -21,6 +21,7 @@ from service import store
 from service.db import Database
 from service.errors import UnauthenticatedError
 from service.settings import Settings
+from service.signin.assurance import Level
 from service.tokens import Keyring, TokenError
 
 log = logging.getLogger("latch.sessions")
@@ -29,7 +30,7 @@ JWT_CACHE_SIZE = 10_000
 SESSION_CACHE_SIZE = 50_000
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Identity:
     """Who a valid access token speaks for."""
 
@@ -37,6 +38,7 @@ class Identity:
     email: str
     session_id: str
     expires_at: int
+    aal: Level = Level.AAL1
 
 
 class _LRU:
@@ -55,9 +57,6 @@ class _LRU:
         self.data.move_to_end(key)
         if len(self.data) > self.size:
             self.data.popitem(last=False)
-
-    def drop(self, key: str) -> None:
-        self.data.pop(key, None)
 
 
 class Sessions:
@@ -98,13 +97,21 @@ class Sessions:
             claims = self.keyring.verify(
                 token,
                 issuer=self.settings.public_url,
-                audience=self.settings.audience,
-                max_lifetime=self.settings.access_ttl,
+                audience=self.settings.tokens.audience,
+                max_lifetime=self.settings.sessions.access_ttl,
             )
         except TokenError as e:
             log.debug("access token refused: %s", e)
             raise UnauthenticatedError() from e
-        identity = Identity(claims.sub, claims.email, claims.sid, claims.exp)
+        # Anything but an exact "aal2" (a token from before levels existed too) is the lowest.
+        aal = Level.AAL2 if claims.aal == Level.AAL2 else Level.AAL1
+        identity = Identity(
+            user_id=claims.sub,
+            email=claims.email,
+            session_id=claims.sid,
+            expires_at=claims.exp,
+            aal=aal,
+        )
         self._tokens.put(token, (identity, self.keyring.generation))
         return identity
 

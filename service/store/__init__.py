@@ -1,4 +1,5 @@
-"""Every SQL statement, as use cases: flows, limits, users, mail status, sessions, purge.
+"""Every SQL statement, as use cases: flows, pending sign-ins, limits, users, mail status,
+sessions, purge.
 
 Each function returns a use case (see db.py) that a backend runs as ONE transaction, in as few
 round trips as SQL allows (`RETURNING`, upserts). Use cases return results instead of raising,
@@ -11,9 +12,8 @@ from __future__ import annotations
 from service.store.flows import (
     FlowState,
     NewFlow,
-    NewSession,
     Outcome,
-    SignIn,
+    Verdict,
     flow_state,
     get_flow,
     open_flow,
@@ -22,17 +22,18 @@ from service.store.flows import (
     verify_code,
     verify_link,
 )
-from service.store.limits import (
-    Limits,
-    mail_limit_wait,
-)
+from service.store.limits import mail_limit_wait
 from service.store.mail import (
     claim_mail,
     fail_mail,
     mark_mail,
 )
 from service.store.sessions import (
+    NewSession,
+    NewStep,
     Rotation,
+    RotationState,
+    SignIn,
     get_session,
     list_sessions,
     purge,
@@ -41,26 +42,42 @@ from service.store.sessions import (
     rotate_refresh,
     session_owner,
 )
+from service.store.signins import (
+    Attempt,
+    PendingStep,
+    StepState,
+    complete_step,
+    count_attempt,
+    get_step,
+)
 from service.store.users import (
     add_user,
     find_user,
 )
 
 __all__ = [
+    "Attempt",
     "FlowState",
-    "Limits",
     "NewFlow",
     "NewSession",
+    "NewStep",
     "Outcome",
+    "Verdict",
+    "PendingStep",
     "Rotation",
+    "RotationState",
     "SignIn",
+    "StepState",
     "add_user",
     "claim_mail",
+    "complete_step",
+    "count_attempt",
     "fail_mail",
     "find_user",
     "flow_state",
     "get_flow",
     "get_session",
+    "get_step",
     "list_sessions",
     "mail_limit_wait",
     "mark_mail",

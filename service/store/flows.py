@@ -11,15 +11,37 @@ changes, so reading it before the lock is safe.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Literal
+from dataclasses import KW_ONLY, dataclass
+from enum import StrEnum
 
+from service.addresses import limit_key
 from service.crypto import same
 from service.db import Q, Row, UseCase, address_lock, ip_lock, replayable
-from service.store.limits import Limits, mail_limit_wait
+from service.settings import LimitSettings
+from service.store.limits import mail_limit_wait
+from service.store.sessions import NewSession, SignIn, open_session
+from service.store.signins import PendingStep, open_step, split
 from service.store.users import find_user
 
-FlowState = Literal["pending", "used", "expired", "dead", "mail_failed", "not_found"]
+
+class Verdict(StrEnum):
+    """What a flow use case decided. Typed, so a misspelt state is a type error, not a 404."""
+
+    OK = "ok"
+    PENDING = "pending"
+    WRONG = "wrong"
+    USED = "used"
+    EXPIRED = "expired"
+    DEAD = "dead"
+    MAIL_FAILED = "mail_failed"
+    CODES_LOCKED = "codes_locked"
+    RATE_LIMITED = "rate_limited"
+    INVALID = "invalid"
+    NOT_FOUND = "not_found"
+
+
+# Where a flow stands, from its row: the subset of verdicts `flow_state` returns.
+FlowState = Verdict
 
 _FLOW_COLUMNS = (
     "id, email, email_key, code_hash, link_hash, next_url, created_at, expires_at, attempts, "
@@ -27,7 +49,7 @@ _FLOW_COLUMNS = (
 )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class NewFlow:
     """A login flow about to be stored (hashes only, never the code or link secret)."""
 
@@ -43,36 +65,14 @@ class NewFlow:
 
 
 @dataclass(frozen=True)
-class NewSession:
-    """A session about to be opened by a successful sign-in."""
-
-    id: str
-    refresh_hash: str
-    idle_expires_at: int
-    expires_at: int
-    ip: str
-    user_agent: str
-    new_user_id: str
-
-
-@dataclass(frozen=True)
-class SignIn:
-    """Who signed in, into which session, and where they go next."""
-
-    user_id: str
-    email: str
-    session_id: str
-    session_expires_at: int
-    next_url: str
-    flow_id: str
-
-
-@dataclass(frozen=True)
 class Outcome:
     """The result of a use case that may be refused: `state` says why."""
 
-    state: str
+    state: Verdict
+    _: KW_ONLY
     sign_in: SignIn | None = None
+    # Set instead of `sign_in` when the first step passed and a second one is due (§11).
+    step: PendingStep | None = None
     tries_left: int = 0
     retry_after: int = 0
     flow: Row | None = None
@@ -82,20 +82,20 @@ def flow_state(row: Row, now: int, max_attempts: int) -> FlowState:
     """Where a flow stands, from its row."""
     outcome = row["outcome"]
     if outcome in ("signed_in", "superseded"):
-        return "used"
+        return Verdict.USED
     if outcome == "too_many_attempts":
-        return "dead"
+        return Verdict.DEAD
     if outcome == "mail_failed":
-        return "mail_failed"
+        return Verdict.MAIL_FAILED
     if row["expires_at"] <= now:
-        return "expired"
+        return Verdict.EXPIRED
     if max_attempts and row["attempts"] >= max_attempts:
-        return "dead"
-    return "pending"
+        return Verdict.DEAD
+    return Verdict.PENDING
 
 
 @replayable
-def open_flow(flow: NewFlow, limits: Limits, now: int) -> UseCase[Outcome]:
+def open_flow(flow: NewFlow, limits: LimitSettings, now: int) -> UseCase[Outcome]:
     """Check the mail and start limits, then store the flow and log its mail."""
     # Count-then-insert must not interleave, or racing starts all count the same rows and
     # pass: per IP (its starts are for many addresses: the address lock alone let 36 of 60
@@ -104,21 +104,25 @@ def open_flow(flow: NewFlow, limits: Limits, now: int) -> UseCase[Outcome]:
     # overshoot by the starts in flight at once.
     if limits.starts_per_ip:
         yield ip_lock(flow.ip)
-    yield address_lock(flow.email_key)
-    wait = yield from mail_limit_wait(flow.email_key, flow.ip, limits, now)
+    # The mail limits count per inbox (limit_key: `+tag` dropped), not per account spelling,
+    # and the address lock is the inbox's too (a superset of the account: see _lock_address_of).
+    key = limit_key(flow.email_key)
+    yield address_lock(key)
+    wait = yield from mail_limit_wait(key, flow.ip, limits, now)
     if wait > 0:
-        return Outcome("rate_limited", retry_after=wait)
+        return Outcome(Verdict.RATE_LIMITED, retry_after=wait)
     yield Q(
         f"INSERT INTO login_flows ({_FLOW_COLUMNS}) VALUES (:id, :email, :email_key, :code_hash,"
         " :link_hash, :next_url, :now, :expires_at, 0, NULL, NULL, 1, 'queued', NULL, :now,"
         " :ip, :user_agent)",
         {**flow.__dict__, "now": now},
     )
+    # mail_log.email_key holds the limit key: the log exists only to count the mail limits.
     yield Q(
         "INSERT INTO mail_log (flow_id, email_key, created_at) VALUES (:id, :k, :now)",
-        {"id": flow.id, "k": flow.email_key, "now": now},
+        {"id": flow.id, "k": key, "now": now},
     )
-    return Outcome("ok")
+    return Outcome(Verdict.OK)
 
 
 def _lock_address_of(flow_id: str) -> UseCase[str | None]:
@@ -127,7 +131,10 @@ def _lock_address_of(flow_id: str) -> UseCase[str | None]:
     if not rows:
         return None
     email_key: str = rows[0]["email_key"]
-    yield address_lock(email_key)
+    # The lock is per inbox (limit_key), the coarsest key any use case of an address counts by:
+    # the mail limits count per inbox, the failure counter per account, and one lock over both
+    # keeps a single lock per address family, so the lock order (LOCK_ORDER) cannot be crossed.
+    yield address_lock(limit_key(email_key))
     return email_key
 
 
@@ -142,21 +149,22 @@ def _lock_flow(flow_id: str) -> UseCase[Row | None]:
 
 @replayable
 def resend_flow(
-    flow_id: str, *, code_hash: str, link_hash: str, limits: Limits, now: int, ttl: int
+    flow_id: str, *, code_hash: str, link_hash: str, limits: LimitSettings, now: int, ttl: int
 ) -> UseCase[Outcome]:
     """Put a new code and link on a pending flow (attempts kept), within the mail limits."""
     # The address before the flow's row: a sign-in holds the address and wants this row.
     if (yield from _lock_address_of(flow_id)) is None:
-        return Outcome("not_found")
+        return Outcome(Verdict.NOT_FOUND)
     row = yield from _lock_flow(flow_id)
     if row is None:
-        return Outcome("not_found")
+        return Outcome(Verdict.NOT_FOUND)
     state = flow_state(row, now, limits.code_attempts)
-    if state not in ("pending", "mail_failed"):
+    if state not in (Verdict.PENDING, Verdict.MAIL_FAILED):
         return Outcome(state)
-    wait = yield from mail_limit_wait(row["email_key"], None, limits, now)
+    key = limit_key(row["email_key"])
+    wait = yield from mail_limit_wait(key, None, limits, now)
     if wait > 0:
-        return Outcome("rate_limited", retry_after=wait)
+        return Outcome(Verdict.RATE_LIMITED, retry_after=wait)
     rows = yield Q(
         "UPDATE login_flows SET code_hash = :c, link_hash = :l, mail_seq = mail_seq + 1,"
         " mail_status = 'queued', mail_error = NULL, mail_at = :now, expires_at = :exp,"
@@ -166,9 +174,9 @@ def resend_flow(
     )
     yield Q(
         "INSERT INTO mail_log (flow_id, email_key, created_at) VALUES (:id, :k, :now)",
-        {"id": flow_id, "k": row["email_key"], "now": now},
+        {"id": flow_id, "k": key, "now": now},
     )
-    return Outcome("ok", flow=rows[0])
+    return Outcome(Verdict.OK, flow=rows[0])
 
 
 def get_flow(flow_id: str) -> UseCase[Row | None]:
@@ -183,7 +191,7 @@ def verify_code(
     candidate_hash: str,
     *,
     session: NewSession,
-    limits: Limits,
+    limits: LimitSettings,
     allow_signup: bool,
     now: int,
 ) -> UseCase[Outcome]:
@@ -197,15 +205,18 @@ def verify_code(
     lock-out check before any was counted (20 evaluated for a limit of 10); now the limit-th
     wrong code locks and every later one is refused.
     """
+    # Failures count per account (email_key), not per inbox (limit_key): a code for user+a@ can
+    # only sign in to user+a@, and sharing the count across tags would only let anyone lock
+    # user@ out by failing codes on user+anything@.
     email_key = yield from _lock_address_of(flow_id)
     if email_key is None:
-        return Outcome("not_found")
+        return Outcome(Verdict.NOT_FOUND)
     if limits.address_failures:
         rows = yield Q(
             "SELECT locked_until FROM address_failures WHERE email_key = :k", {"k": email_key}
         )
         if rows and rows[0]["locked_until"] > now:
-            return Outcome("codes_locked", retry_after=rows[0]["locked_until"] - now)
+            return Outcome(Verdict.CODES_LOCKED, retry_after=rows[0]["locked_until"] - now)
     under = " AND attempts < :max" if limits.code_attempts else ""
     rows = yield Q(
         "UPDATE login_flows SET attempts = attempts + 1 WHERE id = :id AND consumed_at IS NULL"
@@ -214,7 +225,7 @@ def verify_code(
     )
     if not rows:
         row = yield from get_flow(flow_id)
-        return Outcome(flow_state(row, now, limits.code_attempts) if row else "not_found")
+        return Outcome(flow_state(row, now, limits.code_attempts) if row else Verdict.NOT_FOUND)
     row = rows[0]
     # A suppressed flow (no mail was sent) fails exactly as a wrong code does.
     ok = same(row["code_hash"], candidate_hash) and row["mail_status"] != "suppressed"
@@ -222,11 +233,10 @@ def verify_code(
         ok = (yield from find_user(email_key)) is not None
     if not ok:
         return (yield from _wrong_code(row, limits, now))
-    sign_in = yield from _complete_sign_in(row, session, limits, allow_signup, now)
-    return Outcome("ok", sign_in=sign_in)
+    return (yield from _complete_first_step(row, session, limits, allow_signup, now))
 
 
-def _wrong_code(row: Row, limits: Limits, now: int) -> UseCase[Outcome]:
+def _wrong_code(row: Row, limits: LimitSettings, now: int) -> UseCase[Outcome]:
     if limits.code_attempts and row["attempts"] >= limits.code_attempts:
         yield Q(
             "UPDATE login_flows SET consumed_at = :now, outcome = 'too_many_attempts'"
@@ -247,7 +257,7 @@ def _wrong_code(row: Row, limits: Limits, now: int) -> UseCase[Outcome]:
                 {"k": row["email_key"], "until": now + limits.address_lock},
             )
     tries_left = max(0, limits.code_attempts - row["attempts"]) if limits.code_attempts else 1
-    return Outcome("wrong", tries_left=tries_left)
+    return Outcome(Verdict.WRONG, tries_left=tries_left)
 
 
 @replayable
@@ -256,43 +266,49 @@ def verify_link(
     candidate_hash: str,
     *,
     session: NewSession,
-    limits: Limits,
+    limits: LimitSettings,
     allow_signup: bool,
     now: int,
 ) -> UseCase[Outcome]:
     """Check a link secret's hash and on success consume the flow and open a session."""
     if (yield from _lock_address_of(flow_id)) is None:
-        return Outcome("invalid")
+        return Outcome(Verdict.INVALID)
     row = yield from _lock_flow(flow_id)
     if row is None or not same(row["link_hash"], candidate_hash):
-        return Outcome("invalid")
+        return Outcome(Verdict.INVALID)
     state = flow_state(row, now, limits.code_attempts)
-    if state != "pending":
+    if state != Verdict.PENDING:
         return Outcome(state)
     if row["mail_status"] == "suppressed":
-        return Outcome("invalid")
+        return Outcome(Verdict.INVALID)
     if not allow_signup and (yield from find_user(row["email_key"])) is None:
-        return Outcome("invalid")
-    sign_in = yield from _complete_sign_in(row, session, limits, allow_signup, now)
-    return Outcome("ok", sign_in=sign_in)
+        return Outcome(Verdict.INVALID)
+    return (yield from _complete_first_step(row, session, limits, allow_signup, now))
 
 
 def peek_link(flow_id: str, candidate_hash: str, max_attempts: int, now: int) -> UseCase[Outcome]:
     """What GET /login/link shows: the flow's state if the link is genuine. Consumes nothing."""
     row = yield from get_flow(flow_id)
     if row is None or not same(row["link_hash"], candidate_hash):
-        return Outcome("invalid")
+        return Outcome(Verdict.INVALID)
     return Outcome(flow_state(row, now, max_attempts), flow=row)
 
 
-def _complete_sign_in(
-    row: Row, session: NewSession, limits: Limits, allow_signup: bool, now: int
-) -> UseCase[SignIn]:
-    """Consume the flow, end the address's other flows, find or create the user, open a session.
+def _complete_first_step(
+    row: Row, session: NewSession, limits: LimitSettings, allow_signup: bool, now: int
+) -> UseCase[Outcome]:
+    """Consume the flow, end the address's other flows, find or create the user, and open a
+    session, or, when the user has a second factor, a pending sign-in in its place.
 
-    Under the address lock; rows in this order: flow, other flows, failures, user, session.
+    Under the address lock; rows in this order: flow, other flows, failures, user, then the
+    session or the pending sign-in. The user upsert already returns the user's second factors,
+    so a sign-in with a step still due costs exactly the statements of one without: the INSERT
+    into `signins` replaces the INSERT into `sessions`. No session exists until every step has
+    passed.
     """
     p = {"id": row["id"], "k": row["email_key"], "now": now}
+    # 'signed_in' says the flow's own step passed; whether a session or a pending sign-in
+    # followed is in `sessions`/`signins` (marking it apart would cost a statement here).
     yield Q("UPDATE login_flows SET consumed_at = :now, outcome = 'signed_in' WHERE id = :id", p)
     # Only live flows: an expired one is dead already, and leaving it alone keeps this
     # statement off the rows the purge deletes (flows older than a day), so a sign-in and a
@@ -308,34 +324,50 @@ def _complete_sign_in(
         users = yield Q(
             "INSERT INTO users (id, email, email_key, created_at, last_login_at)"
             " VALUES (:uid, :email, :k, :now, :now) ON CONFLICT (email_key)"
-            " DO UPDATE SET last_login_at = :now RETURNING id, email",
+            " DO UPDATE SET last_login_at = :now RETURNING id, email, second_factors",
             {**p, "uid": session.new_user_id, "email": row["email"]},
         )
     else:
         users = yield Q(
-            "UPDATE users SET last_login_at = :now WHERE email_key = :k RETURNING id, email", p
+            "UPDATE users SET last_login_at = :now WHERE email_key = :k"
+            " RETURNING id, email, second_factors",
+            p,
         )
     user = users[0]
-    yield Q(
-        "INSERT INTO sessions (id, user_id, refresh_hash, prev_refresh_hash, rotated_at,"
-        " created_at, last_used_at, idle_expires_at, expires_at, revoked_at, ip, user_agent)"
-        " VALUES (:sid, :uid, :rh, NULL, NULL, :now, :now, :idle, :exp, NULL, :ip, :ua)",
-        {
-            "sid": session.id,
-            "uid": user["id"],
-            "rh": session.refresh_hash,
-            "now": now,
-            "idle": session.idle_expires_at,
-            "exp": session.expires_at,
-            "ip": session.ip,
-            "ua": session.user_agent,
-        },
-    )
-    return SignIn(
+    methods = split(user["second_factors"])
+    if methods:
+        if session.step is None:  # a caller that cannot carry a second step gets nothing
+            raise ValueError("a second step is due but the caller offered none")
+        yield from open_step(
+            session.step,
+            flow=row,
+            user_id=user["id"],
+            ip=session.ip,
+            user_agent=session.user_agent,
+            now=now,
+        )
+        step = PendingStep(
+            id=session.step.id,
+            user_id=user["id"],
+            email=user["email"],
+            flow_id=row["id"],
+            amr=("email",),
+            methods=methods,
+            next_url=row["next_url"],
+            attempts=0,
+            expires_at=session.step.expires_at,
+        )
+        return Outcome(Verdict.OK, step=step)
+    yield from open_session(session, user["id"], now)
+    sign_in = SignIn(
         user_id=user["id"],
         email=user["email"],
         session_id=session.id,
         session_expires_at=session.expires_at,
         next_url=row["next_url"],
         flow_id=row["id"],
+        amr=session.amr,
+        aal=session.aal,
+        auth_time=now,
     )
+    return Outcome(Verdict.OK, sign_in=sign_in)

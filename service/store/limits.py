@@ -1,33 +1,20 @@
-"""The abuse limits of DESIGN §4, counted in the database (so they hold across instances)."""
+"""The abuse limits of docs/design.md §4, counted in the database (they hold across instances)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 from service.db import Q, UseCase
+from service.settings import LimitSettings
 
 
-@dataclass(frozen=True)
-class Limits:
-    """The abuse limits of DESIGN §4 (0 = off), in seconds and counts."""
+def mail_limit_wait(key: str, ip: str | None, limits: LimitSettings, now: int) -> UseCase[int]:
+    """Seconds until every mail/start limit allows one more; 0 when allowed now.
 
-    code_attempts: int
-    address_failures: int
-    address_lock: int
-    mail_interval: int
-    mail_per_window: int
-    mail_window: int
-    mail_per_day: int
-    mail_global: int
-    starts_per_ip: int
-    ip_window: int
-
-
-def mail_limit_wait(email_key: str, ip: str | None, limits: Limits, now: int) -> UseCase[int]:
-    """Seconds until every mail/start limit allows one more; 0 when allowed now."""
+    `key` is the address's limit key (addresses.limit_key), which mail_log.email_key holds.
+    """
     cols: list[str] = []
-    p: dict[str, Any] = {"k": email_key, "ip": ip}
+    p: dict[str, Any] = {"k": key, "ip": ip}
     if limits.mail_interval:
         cols.append("(SELECT MAX(created_at) FROM mail_log WHERE email_key = :k) AS last_mail")
     for name, count, window, where in (

@@ -9,15 +9,85 @@ and every write use case here is replayable, so PostgreSQL's deadlock victim is 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import KW_ONLY, dataclass
+from enum import StrEnum
 from typing import Any
 
 from service.db import Lock, Q, Row, UseCase, replayable
 
 _SESSION_COLUMNS = (
     "s.id, s.user_id, s.created_at, s.last_used_at, s.idle_expires_at, s.expires_at,"
-    " s.revoked_at, s.ip, s.user_agent, u.email"
+    " s.revoked_at, s.ip, s.user_agent, s.aal, s.amr, s.auth_time, u.email"
 )
+# What a rotation hands back, so that a refreshed access JWT says how the session signed in.
+_ROTATED = "id, user_id, expires_at, aal, amr, auth_time"
+
+
+@dataclass(frozen=True)
+class NewStep:
+    """The pending sign-in a verify opens instead of a session when a second step is due."""
+
+    id: str
+    expires_at: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class NewSession:
+    """A session about to be opened by a successful sign-in.
+
+    `amr`/`aal` say how it was signed in (RFC 8176 method values; docs/design.md §11): the
+    defaults are the email step alone. `step` is the pending sign-in opened instead of this
+    session when the user has a second factor (None: a sign-in that cannot have one).
+    """
+
+    id: str
+    refresh_hash: str
+    idle_expires_at: int
+    expires_at: int
+    ip: str
+    user_agent: str
+    new_user_id: str
+    amr: tuple[str, ...] = ("email",)
+    aal: int = 1
+    step: NewStep | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class SignIn:
+    """Who signed in, into which session, how, and where they go next."""
+
+    user_id: str
+    email: str
+    session_id: str
+    session_expires_at: int
+    next_url: str
+    flow_id: str
+    amr: tuple[str, ...] = ("email",)
+    aal: int = 1
+    auth_time: int = 0
+
+
+def open_session(session: NewSession, user_id: str, now: int) -> UseCase[None]:
+    """Store a new session for a sign-in whose every step passed (one INSERT)."""
+    yield Q(
+        "INSERT INTO sessions (id, user_id, refresh_hash, prev_refresh_hash, rotated_at,"
+        " created_at, last_used_at, idle_expires_at, expires_at, revoked_at, ip, user_agent,"
+        " aal, amr, auth_time)"
+        " VALUES (:sid, :uid, :rh, NULL, NULL, :now, :now, :idle, :exp, NULL, :ip, :ua,"
+        " :aal, :amr, :now)",
+        {
+            "sid": session.id,
+            "uid": user_id,
+            "rh": session.refresh_hash,
+            "now": now,
+            "idle": session.idle_expires_at,
+            "exp": session.expires_at,
+            "ip": session.ip,
+            "ua": session.user_agent,
+            "aal": session.aal,
+            "amr": " ".join(session.amr),
+        },
+    )
 
 
 def get_session(session_id: str) -> UseCase[Row | None]:
@@ -75,16 +145,30 @@ def revoke_user_sessions(user_id: str, now: int) -> UseCase[list[str]]:
     return [row["id"] for row in rows]
 
 
+class RotationState(StrEnum):
+    """What rotate_refresh decided about a presented refresh token."""
+
+    ROTATED = "rotated"
+    GRACE = "grace"  # the previous token, within REFRESH_GRACE: handed the same successor
+    THEFT = "theft"  # an older token: the session is revoked
+    EXPIRED = "expired"
+    REVOKED = "revoked"
+    UNKNOWN = "unknown"
+
+
 @dataclass(frozen=True)
 class Rotation:
-    """What rotate_refresh decided: 'rotated', 'grace', 'theft', 'expired', 'revoked' or
-    'unknown'; the session and its user when one was found."""
+    """What rotate_refresh decided; the session, its user and how it signed in when found."""
 
-    state: str
+    state: RotationState
+    _: KW_ONLY
     session_id: str = ""
     user_id: str = ""
     email: str = ""
     expires_at: int = 0
+    aal: int = 1
+    amr: tuple[str, ...] = ("email",)
+    auth_time: int = 0
 
 
 @replayable
@@ -110,11 +194,11 @@ def rotate_refresh(chain: list[str], *, now: int, grace: int, idle_ttl: int) -> 
         "UPDATE sessions SET refresh_hash = :new, prev_refresh_hash = :old, rotated_at = :now,"
         " last_used_at = :now, idle_expires_at = CASE WHEN expires_at < :idle THEN expires_at"
         f" ELSE :idle END WHERE refresh_hash = :old AND {live}"
-        " RETURNING id, user_id, expires_at",
+        f" RETURNING {_ROTATED}",
         p,
     )
     if rows:
-        return (yield from _rotation("rotated", rows[0]))
+        return (yield from _rotation(RotationState.ROTATED, rows[0]))
     names = [f"h{i}" for i in range(len(chain))]
     p.update(zip(names, chain, strict=True))
     in_chain = ", ".join(f":{n}" for n in names)
@@ -126,29 +210,29 @@ def rotate_refresh(chain: list[str], *, now: int, grace: int, idle_ttl: int) -> 
         p,
     )
     if not rows:
-        return Rotation("unknown")
+        return Rotation(RotationState.UNKNOWN)
     row = rows[0]
     if row["revoked_at"] is not None:
-        return Rotation("revoked", session_id=row["id"])
+        return Rotation(RotationState.REVOKED, session_id=row["id"])
     if row["expires_at"] <= now or row["idle_expires_at"] <= now:
-        return Rotation("expired", session_id=row["id"])
+        return Rotation(RotationState.EXPIRED, session_id=row["id"])
     in_grace = row["rotated_at"] is not None and now - row["rotated_at"] <= grace
     if row["prev_refresh_hash"] == chain[0] and row["refresh_hash"] == chain[1] and in_grace:
         rows = yield Q(
             "UPDATE sessions SET last_used_at = :now, idle_expires_at = CASE WHEN"
             " expires_at < :idle THEN expires_at ELSE :idle END WHERE id = :id"
-            " RETURNING id, user_id, expires_at",
+            f" RETURNING {_ROTATED}",
             {**p, "id": row["id"]},
         )
-        return (yield from _rotation("grace", rows[0]))
+        return (yield from _rotation(RotationState.GRACE, rows[0]))
     yield Q(
         "UPDATE sessions SET revoked_at = :now WHERE id = :id AND revoked_at IS NULL",
         {"now": now, "id": row["id"]},
     )
-    return Rotation("theft", session_id=row["id"], user_id=row["user_id"])
+    return Rotation(RotationState.THEFT, session_id=row["id"], user_id=row["user_id"])
 
 
-def _rotation(state: str, row: Row) -> UseCase[Rotation]:
+def _rotation(state: RotationState, row: Row) -> UseCase[Rotation]:
     users = yield Q("SELECT email FROM users WHERE id = :id", {"id": row["user_id"]})
     return Rotation(
         state,
@@ -156,12 +240,16 @@ def _rotation(state: str, row: Row) -> UseCase[Rotation]:
         user_id=row["user_id"],
         email=users[0]["email"] if users else "",
         expires_at=row["expires_at"],
+        aal=row["aal"],
+        amr=tuple(row["amr"].split()),
+        auth_time=row["auth_time"],
     )
 
 
 @replayable
 def purge(now: int, keep_flows: int) -> UseCase[dict[str, int]]:
-    """Delete flows and mail records past the longest limit window, and dead sessions."""
+    """Delete flows and mail records past the longest limit window, dead sessions and
+    pending sign-ins past their five minutes."""
     # Every instance purges on its own timer: one at a time does the work and the others find
     # nothing left, instead of racing over the same rows (and risking a deadlock between them).
     yield Lock("latch.purge")
@@ -185,6 +273,11 @@ def purge(now: int, keep_flows: int) -> UseCase[dict[str, int]]:
             "DELETE FROM sessions WHERE expires_at < :now OR idle_expires_at < :now"
             " OR revoked_at < :cut RETURNING id",
             {"cut": cut, "now": now},
+        ),
+        (
+            "signins",
+            "DELETE FROM signins WHERE expires_at < :now RETURNING id",
+            {"now": now},
         ),
     ):
         rows = yield Q(sql, p)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from starlette.responses import Response
 
 from service.settings import Settings
-from service.signin.flows import Authenticated
+from service.signin.flows import SIGNIN_TTL, Authenticated
 
 
 def _set(
@@ -25,7 +25,7 @@ def _set(
         httponly=True,
         samesite="lax",
         secure=settings.cookie_secure,
-        domain=settings.cookie_domain or None if shared else None,
+        domain=settings.sessions.cookie_domain or None if shared else None,
     )
 
 
@@ -38,10 +38,10 @@ def set_session_cookies(response: Response, settings: Settings, auth: Authentica
         settings,
         settings.session_cookie,
         auth.access_token,
-        settings.session_max_ttl,
+        settings.sessions.max_ttl,
         shared=True,
     )
-    _set(response, settings, settings.refresh_cookie, auth.refresh_token, settings.session_max_ttl)
+    _set(response, settings, settings.refresh_cookie, auth.refresh_token, settings.sessions.max_ttl)
 
 
 def clear_session_cookies(response: Response, settings: Settings) -> None:
@@ -52,7 +52,7 @@ def clear_session_cookies(response: Response, settings: Settings) -> None:
         secure=settings.cookie_secure,
         httponly=True,
         samesite="lax",
-        domain=settings.cookie_domain or None,
+        domain=settings.sessions.cookie_domain or None,
     )
     response.delete_cookie(
         settings.refresh_cookie,
@@ -65,11 +65,33 @@ def clear_session_cookies(response: Response, settings: Settings) -> None:
 
 def set_flow_cookie(response: Response, settings: Settings, value: str) -> None:
     """Bind a started flow's code form to this browser for the code's lifetime."""
-    _set(response, settings, settings.flow_cookie, value, settings.code_ttl)
+    _set(response, settings, settings.flow_cookie, value, settings.signin.code_ttl)
 
 
 def clear_flow_cookie(response: Response, settings: Settings) -> None:
     """Forget the flow (after sign-in)."""
     response.delete_cookie(
         settings.flow_cookie, path="/", secure=settings.cookie_secure, httponly=True, samesite="lax"
+    )
+
+
+def signin_cookie_name(settings: Settings) -> str:
+    """Name of the cookie naming a pending sign-in (host-only, prefixed under https)."""
+    return settings.cookie_name("latch_signin")
+
+
+def set_signin_cookie(response: Response, settings: Settings, value: str) -> None:
+    """Bind a pending sign-in (first step passed, docs/design.md §11) to this browser. It
+    grants nothing by itself: only the second step reads it."""
+    _set(response, settings, signin_cookie_name(settings), value, SIGNIN_TTL)
+
+
+def clear_signin_cookie(response: Response, settings: Settings) -> None:
+    """Forget the pending sign-in (completed, or ended)."""
+    response.delete_cookie(
+        signin_cookie_name(settings),
+        path="/",
+        secure=settings.cookie_secure,
+        httponly=True,
+        samesite="lax",
     )

@@ -1,4 +1,4 @@
-"""CSRF for HTML forms: a signed double-submit token plus the request-origin rule (DESIGN §5).
+"""CSRF for HTML forms: a signed double-submit token plus the request-origin rule (design.md §5).
 
 The cookie holds a random value; the form carries an HMAC of it under the CSRF subkey. A page
 on another site can neither read the cookie (HttpOnly, and cross-origin reads are blocked) nor
@@ -34,7 +34,7 @@ MAX_FIELDS = 20
 _COOKIE_VALUE = re.compile(r"[A-Za-z0-9_-]{43}")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Token:
     """The cookie value, the matching form field, and whether the cookie must be set."""
 
@@ -59,9 +59,9 @@ def token_for(request: Request, settings: Settings) -> Token:
     """The browser's token, or a new one when it has none (or a malformed one)."""
     cookie = request.cookies.get(settings.csrf_cookie)
     if cookie and _COOKIE_VALUE.fullmatch(cookie):
-        return Token(cookie, form_value(cookie, settings), fresh=False)
+        return Token(cookie=cookie, field=form_value(cookie, settings), fresh=False)
     cookie = secrets.token_urlsafe(32)
-    return Token(cookie, form_value(cookie, settings), fresh=True)
+    return Token(cookie=cookie, field=form_value(cookie, settings), fresh=True)
 
 
 def set_cookie(response: Response, settings: Settings, token: Token) -> None:

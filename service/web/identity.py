@@ -15,7 +15,7 @@ MAX_USER_AGENT = 300
 def client(connection: HTTPConnection) -> tuple[str, str]:
     """The client IP (proxy-aware, docs/design.md §4) and a bounded User-Agent."""
     settings = app_state(connection).settings
-    ip = client_ip(connection.scope, settings.trusted_proxies)
+    ip = client_ip(connection.scope, settings.web.trusted_proxies)
     return ip, connection.headers.get("user-agent", "")[:MAX_USER_AGENT]
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import itertools
 import logging
 import secrets
@@ -15,9 +16,13 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from service.errors import NotFoundError
 from service.logs import event_of, request_id
+from service.settings.fields import LOOPBACK, Network
+from service.web.security import client_ip
 
 access_log = logging.getLogger("latch.access")
+log = logging.getLogger("latch.metrics")
 
 EVENTS = (
     "login.started",
@@ -27,7 +32,8 @@ EVENTS = (
     "mail.sent",
     "mail.failed",
     "mail.retry",
-    "mail.suppress",
+    # No "mail.suppress": a mail withheld for an address without an account (ALLOW_SIGNUP=false)
+    # is counted as mail.sent, so that no counter tells known addresses from unknown ones.
     "mail.skip",
     "session.refreshed",
     "session.revoked",
@@ -39,7 +45,10 @@ EVENTS = (
 class Metrics:
     """One registry per app (tests run many apps in one process)."""
 
-    def __init__(self) -> None:
+    def __init__(
+        self, *, allow: tuple[Network, ...] = LOOPBACK, trusted_proxies: tuple[Network, ...] = ()
+    ) -> None:
+        self.allow, self.trusted_proxies = allow, trusted_proxies
         self.registry = CollectorRegistry()
         self.events = Counter(
             "latch_events", "Latch events by name", ["event"], registry=self.registry
@@ -75,8 +84,30 @@ class Metrics:
         logging.getLogger("latch").removeHandler(self.handler)
 
     async def endpoint(self, request: Request) -> Response:
-        """GET /metrics in the Prometheus text format."""
+        """GET /metrics in the Prometheus text format, for clients in METRICS_ALLOW only.
+
+        Metrics are for operators: counters and the queue depth move with what other people
+        do (sign-ins, mails, failures), which is nobody else's business. Anyone else gets the
+        404 of a path that does not exist (not a 403, which would confirm there is something
+        to get): a scanner learns nothing. The client IP is the one every limit uses
+        (X-Forwarded-For only from TRUSTED_PROXIES), so a forged header cannot get in.
+        """
+        ip = client_ip(request.scope, self.trusted_proxies)
+        if not _allowed(ip, self.allow):
+            log.info("metrics.refused ip=%s (not in METRICS_ALLOW)", ip)
+            raise NotFoundError()
         return Response(generate_latest(self.registry), media_type=CONTENT_TYPE_LATEST)
+
+
+def _allowed(ip: str, networks: tuple[Network, ...]) -> bool:
+    try:
+        address = ipaddress.ip_address(ip)
+    except ValueError:
+        return False
+    # A dual-stack socket reports an IPv4 client as ::ffff:a.b.c.d.
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    return any(address in network for network in networks)
 
 
 class _EventCounter(logging.Handler):

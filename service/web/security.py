@@ -11,15 +11,10 @@ from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.settings import Network, Settings
+from service.web.surface import surface_of
 
 # Paths that build no URL and are called by proxies and health checkers under other names.
 HOST_EXEMPT = ("/healthz", "/readyz", "/metrics", "/auth/check")
-JSON_PREFIXES = ("/api/", "/auth/", "/.well-known/", "/openapi.json", "/healthz", "/readyz")
-
-
-def wants_json(path: str) -> bool:
-    """True for endpoints that answer in JSON (errors included)."""
-    return path.startswith(JSON_PREFIXES)
 
 
 def content_security_policy(settings: Settings) -> str:
@@ -28,7 +23,7 @@ def content_security_policy(settings: Settings) -> str:
     `form-action` includes the allowed redirect origins because Chrome applies it to the
     redirect that follows a POST.
     """
-    form_action = " ".join(("'self'", *settings.allowed_redirect_origins))
+    form_action = " ".join(("'self'", *settings.web.allowed_redirect_origins))
     return (
         "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
         f"connect-src 'self'; form-action {form_action}; frame-ancestors 'none'; "
@@ -37,7 +32,7 @@ def content_security_policy(settings: Settings) -> str:
 
 
 class SecurityHeadersMiddleware:
-    """Adds the headers of DESIGN §5 to every response (unless the endpoint set its own)."""
+    """Adds the headers of docs/design.md §5 to every response (unless the endpoint set its own)."""
 
     def __init__(self, app: ASGIApp, settings: Settings) -> None:
         self.app = app
@@ -74,8 +69,17 @@ class _TooLarge(Exception):
     pass
 
 
-def _error_body(path: str, status: int, code: str, message: str) -> tuple[bytes, bytes]:
-    if wants_json(path):
+def _wants_json(scope: Scope) -> bool:
+    # The surface that took the request decides; before any did (an unknown host), the client's
+    # Accept header: browsers ask for text/html, API clients do not.
+    surface = surface_of(scope)
+    if surface is not None:
+        return surface.json
+    return "text/html" not in Headers(scope=scope).get("accept", "")
+
+
+def _error_body(scope: Scope, status: int, code: str, message: str) -> tuple[bytes, bytes]:
+    if _wants_json(scope):
         body = json.dumps({"error": {"code": code, "message": message}}).encode()
         return body, b"application/json"
     page = (
@@ -94,7 +98,7 @@ async def send_error(
     extra_headers: list[tuple[bytes, bytes]] | None = None,
 ) -> None:
     """Answer a raw ASGI request with an error in the format of its endpoint."""
-    body, ctype = _error_body(scope.get("path", ""), status, code, message)
+    body, ctype = _error_body(scope, status, code, message)
     headers = [(b"content-type", ctype), (b"content-length", str(len(body)).encode())]
     await send(
         {
@@ -119,14 +123,16 @@ class BodyLimitMiddleware:
             await self.app(scope, receive, send)
             return
         declared = Headers(scope=scope).get("content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
-            await send_error(scope, send, 413, "too_large", "The request body is too large.")
-            return
-        seen = 0
+        # A declared length over the limit is refused at the first read of the body, inside the
+        # route, so the 413 is rendered by the surface the request reached.
+        seen = int(declared) if declared is not None and declared.isdigit() else 0
+        seen = seen if seen > self.max_bytes else 0
         started = False
 
         async def counting_receive() -> Message:
             nonlocal seen
+            if seen > self.max_bytes:
+                raise _TooLarge
             message = await receive()
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
@@ -253,7 +259,7 @@ def safe_next(raw: Any, settings: Settings, default: str = "/account") -> str:
     host = parts.hostname.lower()
     netloc = f"{host}:{port}" if port else host
     origin = f"https://{netloc}"
-    if origin not in settings.allowed_redirect_origins:
+    if origin not in settings.web.allowed_redirect_origins:
         return default
     return urlunsplit(("https", netloc, parts.path or "/", parts.query, parts.fragment))
 
@@ -263,4 +269,4 @@ def origin_allowed(origin: str | None, settings: Settings) -> bool:
     if origin is None:
         return True
     origin = origin.lower()
-    return origin == settings.origin or origin in settings.allowed_origins
+    return origin == settings.origin or origin in settings.web.allowed_origins

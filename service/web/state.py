@@ -13,6 +13,7 @@ from service.delivery.mail import Mailer
 from service.settings import Settings
 from service.signin.flows import Login
 from service.signin.sessions import Sessions
+from service.signin.steps import SecondFactors
 from service.tokens import Keyring
 from service.web.metrics import Metrics
 
@@ -27,6 +28,7 @@ class AppState:
     mailer: Mailer
     login: Login
     sessions: Sessions
+    factors: SecondFactors
     metrics: Metrics
     clock: Callable[[], float]
 

@@ -50,7 +50,7 @@ def test_operator_added_user_can_sign_in(
     settings = make_settings(**env)
     result = subprocess.run(
         [sys.executable, "-m", "service", "users", "add", "Carol@Example.com"],
-        env={"DATA_DIR": str(settings.data_dir), "PATH": "/usr/bin:/bin"},
+        env={"DATA_DIR": str(settings.storage.data_dir), "PATH": "/usr/bin:/bin"},
         capture_output=True,
         text=True,
         timeout=60,

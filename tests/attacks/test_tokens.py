@@ -26,6 +26,7 @@ from starlette.testclient import TestClient
 
 from service.tokens import Keyring
 from service.verifier import InvalidTokenError, LatchAuthMiddleware, Verifier
+from service.web.state import app_state_of
 from tests.conftest import RecordingTransport, sign_in
 from tests.support.keys import keys_cli, published
 from tests.support.net import HOST
@@ -84,7 +85,7 @@ def test_retired_key_stops_its_cached_tokens_at_auth_check_within_the_reload_int
     tmp_path: Path,
 ) -> None:
     with running_latch(tmp_path / "data", KEYS_RELOAD_INTERVAL="0.05") as latch:
-        keyring: Keyring = latch.counter.app.state.keyring  # type: ignore[attr-defined]
+        keyring: Keyring = app_state_of(latch.counter).keyring
         old_kid = keyring.current.kid
         with latch.sign_in("ivy@example.com") as browser:
             token = browser.cookies["latch_session"]
@@ -100,7 +101,7 @@ def test_retired_key_stops_its_cached_tokens_at_auth_check_within_the_reload_int
 
 def test_verifier_drops_cached_tokens_of_a_key_that_left_the_jwks(tmp_path: Path) -> None:
     with running_latch(tmp_path / "data", KEYS_RELOAD_INTERVAL="0.05") as latch:
-        keyring: Keyring = latch.counter.app.state.keyring  # type: ignore[attr-defined]
+        keyring: Keyring = app_state_of(latch.counter).keyring
         old_kid = keyring.current.kid
         with latch.sign_in("ivy@example.com") as browser:
             token = browser.cookies["latch_session"]
@@ -130,7 +131,7 @@ def test_token_living_longer_than_access_ttl_is_refused_at_auth_check(
     sign_in(client, transport, "jo@example.com")
     genuine = client.cookies["latch_session"]
     client.cookies.clear()  # only the forged bearer speaks below
-    keys_dir = client.app.state.settings.keys_dir  # type: ignore[attr-defined]
+    keys_dir = app_state_of(client).settings.tokens.keys_dir
     now = int(time.time())
     assert _check(client, _forge(keys_dir, genuine, iat=now, nbf=now, exp=now + 900)) == 200
     with caplog.at_level(logging.DEBUG, logger="latch.sessions"):
@@ -145,7 +146,9 @@ def test_verifier_refuses_a_ten_year_token_signed_by_latchs_own_key(tmp_path: Pa
         with latch.sign_in("kim@example.com") as browser:
             genuine = browser.cookies["latch_session"]
         now = int(time.time())
-        forged = _forge(latch.settings.keys_dir, genuine, iat=now, nbf=now, exp=now + TEN_YEARS)
+        forged = _forge(
+            latch.settings.tokens.keys_dir, genuine, iat=now, nbf=now, exp=now + TEN_YEARS
+        )
         verifier = Verifier(issuer=latch.url, audience=latch.url, jwks_url=latch.url + JWKS)
         assert verifier.verify(genuine).email == "kim@example.com"
         with pytest.raises(InvalidTokenError, match="lifetime"):
@@ -370,7 +373,7 @@ def _verifier(latch: Latch) -> Verifier:
 def test_malformed_claim_or_header_is_refused_at_auth_check(
     name: str, latch: Latch, genuine: str
 ) -> None:
-    token = CLAIM_VECTORS[name](latch.settings.keys_dir, genuine)
+    token = CLAIM_VECTORS[name](latch.settings.tokens.keys_dir, genuine)
     with httpx.Client(base_url=latch.url) as http:
         assert _check(http, genuine) == 200
         assert _check(http, token) == 401
@@ -382,7 +385,7 @@ def test_malformed_claim_or_header_is_refused_at_auth_check(
 def test_malformed_claim_or_header_is_refused_by_the_verifier(
     name: str, latch: Latch, genuine: str
 ) -> None:
-    token = CLAIM_VECTORS[name](latch.settings.keys_dir, genuine)
+    token = CLAIM_VECTORS[name](latch.settings.tokens.keys_dir, genuine)
     verifier = _verifier(latch)
     assert verifier.verify(genuine).email == "lee@example.com"
     with pytest.raises(InvalidTokenError):  # never OverflowError, ValueError, ...
@@ -401,7 +404,7 @@ def test_malformed_claim_or_header_is_refused_by_the_verifier(
 def test_second_spelling_of_a_segment_is_refused_on_both_paths(
     index: int, how: str, latch: Latch, genuine: str
 ) -> None:
-    canonical = _awkward(latch.settings.keys_dir, genuine)
+    canonical = _awkward(latch.settings.tokens.keys_dir, genuine)
     token = _respell(canonical, index, how)
     verifier = _verifier(latch)
     assert verifier.verify(canonical).email == "lee@example.com"
@@ -418,12 +421,12 @@ def test_session_of_another_user_is_refused_at_auth_check(
     lee = jwt.decode(people["lee@example.com"], options={"verify_signature": False})
     max_ = jwt.decode(people["max@example.com"], options={"verify_signature": False})
     # Max's id with Lee's live session: a token only a key holder could make, or a mix-up.
-    forged = _forge(latch.settings.keys_dir, people["lee@example.com"], sub=max_["sub"])
+    forged = _forge(latch.settings.tokens.keys_dir, people["lee@example.com"], sub=max_["sub"])
     with httpx.Client(base_url=latch.url) as http:
         assert _check(http, people["lee@example.com"]) == 200  # Lee's session is cached valid
         with caplog.at_level(logging.DEBUG, logger="latch.sessions"):
             assert _check(http, forged) == 401
-        swapped = _forge(latch.settings.keys_dir, people["max@example.com"], sid=lee["sid"])
+        swapped = _forge(latch.settings.tokens.keys_dir, people["max@example.com"], sid=lee["sid"])
         assert _check(http, swapped) == 401
     assert "does not belong" in caplog.text
 
@@ -435,9 +438,9 @@ def test_padded_segment_signed_as_padded_is_refused_on_both_paths(
     # Respelling a header or payload breaks the signature (it covers the segment's text), so
     # the test above only proves that much; signed over its padded text, the segment is
     # genuine but not canonical base64url, and one strict reader refuses it all the same.
-    key = Keyring(latch.settings.keys_dir, "EdDSA", b"").current.private
+    key = Keyring(latch.settings.tokens.keys_dir, "EdDSA", b"").current.private
     assert isinstance(key, ed25519.Ed25519PrivateKey)
-    parts = _awkward(latch.settings.keys_dir, genuine).split(".")[:2]
+    parts = _awkward(latch.settings.tokens.keys_dir, genuine).split(".")[:2]
     parts[index] += "=" * (-len(parts[index]) % 4)
     signing_input = ".".join(parts)
     token = f"{signing_input}.{_b64(key.sign(signing_input.encode()))}"

@@ -17,13 +17,14 @@ from typing import Any, TypeVar
 
 from service import crypto, db, store
 from service.db import Q, UseCase
+from service.settings import LimitSettings
 
 T = TypeVar("T")
 
 FLOWS = 1_000_000
 USERS = 100_000
 TABLES = ("login_flows", "mail_log", "users", "sessions", "address_failures")
-LIMITS = store.Limits(
+LIMITS = LimitSettings(
     code_attempts=5,
     address_failures=100,
     address_lock=86400,
@@ -170,7 +171,13 @@ def _request_plans(database: db.Database, now: int) -> Awaitable[dict[str, list[
 
     def session(i: int) -> store.NewSession:
         return store.NewSession(
-            f"new-s{i}", f"new-r{i}", now + 600, now + 900, "10.9.9.9", "t", f"new-u{i}"
+            id=f"new-s{i}",
+            refresh_hash=f"new-r{i}",
+            idle_expires_at=now + 600,
+            expires_at=now + 900,
+            ip="10.9.9.9",
+            user_agent="t",
+            new_user_id=f"new-u{i}",
         )
 
     async def work() -> dict[str, list[Plan]]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from email.message import EmailMessage
 from pathlib import Path
@@ -45,9 +45,9 @@ class TappedSmtp:
         self.inner = SmtpTransport(settings)
         self.attempts: list[EmailMessage] = []
 
-    async def send(self, message: EmailMessage) -> None:
+    async def send(self, message: EmailMessage, *, sender: str, recipients: Sequence[str]) -> None:
         self.attempts.append(message)
-        await self.inner.send(message)
+        await self.inner.send(message, sender=sender, recipients=recipients)
 
 
 def flow_view(client: TestClient, flow_id: str) -> dict[str, Any]:

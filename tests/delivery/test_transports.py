@@ -20,6 +20,9 @@ from tests.support.smtp import (
 MakeSettings = Callable[..., Settings]
 
 
+SENDER = "login@localhost"
+
+
 def _message(to: str = "ada@example.com") -> EmailMessage:
     message = EmailMessage()
     message["From"] = "Latch <login@localhost>"
@@ -33,7 +36,8 @@ def _send(settings: Settings, message: EmailMessage | None = None) -> None:
     async def send() -> None:
         transport = SmtpTransport(settings)
         try:
-            await transport.send(message or _message())
+            mail = message or _message()
+            await transport.send(mail, sender=SENDER, recipients=[str(mail["To"])])
         finally:
             await transport.aclose()  # the transport keeps connections open between mails
             # aiosmtplib closes a failed connection with transport.close(), which finishes on
@@ -159,7 +163,8 @@ def test_transport_keeps_one_connection_for_several_mails(make_settings: MakeSet
             transport = SmtpTransport(settings)
             try:
                 for i in range(3):
-                    await transport.send(_message(f"user{i}@example.com"))
+                    to = f"user{i}@example.com"
+                    await transport.send(_message(to), sender=SENDER, recipients=[to])
             finally:
                 await transport.aclose()
                 await asyncio.sleep(0.2)
@@ -176,10 +181,12 @@ def test_a_kept_connection_closed_by_the_server_is_replaced(make_settings: MakeS
         async def send_across_a_restart() -> None:
             transport = SmtpTransport(settings)
             try:
-                await transport.send(_message("first@example.com"))
+                first = "first@example.com"
+                await transport.send(_message(first), sender=SENDER, recipients=[first])
                 sink.stop()  # the server goes away, closing the kept connection
                 sink.start()
-                await transport.send(_message("second@example.com"))
+                second = "second@example.com"
+                await transport.send(_message(second), sender=SENDER, recipients=[second])
             finally:
                 await transport.aclose()
                 await asyncio.sleep(0.2)

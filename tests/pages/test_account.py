@@ -44,7 +44,7 @@ def test_account_lists_sessions_and_revokes_another_one(
     assert account.text.count('<li class="session') == 2
     assert account.text.count('/revoke"') == 1  # only the other session has a button
     assert "Safari on iPhone" in account.text  # the phone's user agent, in words
-    assert "testclient" in account.text  # and this one, current, first
+    assert "Unknown device" in account.text  # and this one (UA "testclient"), current, first
     assert account.text.index("This device") < account.text.index("Safari on iPhone")
     revoke_path = account.text.split('action="', 2)[1].split('"', 1)[0]
     assert revoke_path.startswith("/account/sessions/")

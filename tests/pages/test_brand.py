@@ -142,11 +142,13 @@ def test_mail_preview_is_a_404_outside_development(
     make_settings: SettingsFactory, clock: FakeClock, transport: RecordingTransport
 ) -> None:
     # Production settings (validation would also want keys on disk: HS256 needs none).
+    base = make_settings(JWT_ALGORITHM="HS256")
     settings = dataclasses.replace(
-        make_settings(JWT_ALGORITHM="HS256"),
+        base,
         public_url="https://login.example.com",
-        smtp_host="127.0.0.1",
-        mail_from="login@example.com",
+        mail=dataclasses.replace(
+            base.mail, smtp_host="127.0.0.1", from_address="login@example.com"
+        ),
     )
     assert not settings.development
     app = create_app(settings, mail_transport=transport, clock=clock)

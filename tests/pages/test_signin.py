@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from email.message import EmailMessage
 
 from starlette.testclient import TestClient
@@ -221,11 +221,11 @@ class _FailFirst(RecordingTransport):
         super().__init__()
         self.refused = 0
 
-    async def send(self, message: EmailMessage) -> None:
+    async def send(self, message: EmailMessage, *, sender: str, recipients: Sequence[str]) -> None:
         if not self.refused:
             self.refused += 1
             raise PermanentMailError("550 no such mailbox")
-        await super().send(message)
+        await super().send(message, sender=sender, recipients=recipients)
 
 
 class _Held(RecordingTransport):
@@ -235,9 +235,9 @@ class _Held(RecordingTransport):
         super().__init__()
         self.released = threading.Event()
 
-    async def send(self, message: EmailMessage) -> None:
+    async def send(self, message: EmailMessage, *, sender: str, recipients: Sequence[str]) -> None:
         await asyncio.to_thread(self.released.wait)
-        await super().send(message)
+        await super().send(message, sender=sender, recipients=recipients)
 
 
 def _app_client(settings: Settings, transport: RecordingTransport, clock: FakeClock) -> TestClient:
@@ -272,7 +272,7 @@ def test_mail_queued_too_long_is_shown_as_not_delivered(
     try:
         with _app_client(make_settings(), held, clock) as client:
             start_html(client, EMAIL)
-            assert "We are sending" in client.get("/login/code").text
+            assert "are on their way" in client.get("/login/code").text
             clock.advance(121)
             page = client.get("/login/code")
             assert "may not have arrived" in page.text

@@ -19,7 +19,7 @@ from tests.conftest import ROOT, TEST_ENV, mail_code, mail_token
 from tests.support.process import LatchProcess
 from tests.support.smtp import SmtpSink
 
-# uvicorn re-raises SIGTERM after a clean shutdown (DESIGN §9): Popen reports -15, a shell 143.
+# uvicorn re-raises SIGTERM after a clean shutdown (design.md §9): Popen reports -15, a shell 143.
 TERMINATED = (-signal.SIGTERM, 128 + signal.SIGTERM)
 
 

@@ -25,7 +25,7 @@ from tests.conftest import (
     mail_code,
     mail_token,
 )
-from tests.support.usecases import CALLER, mail_to, run_use_cases
+from tests.support.usecases import CALLER, authenticated, mail_to, run_use_cases
 
 EMAIL = "ada@example.com"
 
@@ -42,7 +42,7 @@ def test_start_mails_the_generated_code_and_a_link_to_the_same_flow(
         flow_id, _ = state.login.links.loads(mail_token(message), max_age=600)
         assert flow_id == started.flow_id
         assert state.login.flow_from_cookie(started.flow_cookie) == started.flow_id
-        assert started.expires_in == state.settings.code_ttl
+        assert started.expires_in == state.settings.signin.code_ttl
 
     run_use_cases(make_settings(), transport, clock, scenario, new_code=codes)
 
@@ -65,7 +65,9 @@ def test_verify_code_signs_in_and_the_next_sign_in_finds_the_same_user(
     async def sign_in(state: AppState, index: int) -> Authenticated:
         started = await state.login.start(email=EMAIL, next_url="/x", **CALLER)
         code = mail_code(await mail_to(transport, EMAIL, index))
-        return await state.login.verify_code(flow_id=started.flow_id, code=code, **CALLER)
+        return authenticated(
+            await state.login.verify_code(flow_id=started.flow_id, code=code, **CALLER)
+        )
 
     async def scenario(state: AppState) -> None:
         first = await sign_in(state, 0)
@@ -75,7 +77,10 @@ def test_verify_code_signs_in_and_the_next_sign_in_finds_the_same_user(
         assert second.session_id != first.session_id
         s = state.settings
         claims = state.keyring.verify(
-            first.access_token, issuer=s.public_url, audience=s.audience, max_lifetime=s.access_ttl
+            first.access_token,
+            issuer=s.public_url,
+            audience=s.tokens.audience,
+            max_lifetime=s.sessions.access_ttl,
         )
         assert (claims.sub, claims.sid) == (first.user_id, first.session_id)
 
@@ -108,7 +113,7 @@ def test_code_past_its_lifetime_is_refused_as_expired(
 
     async def scenario(state: AppState) -> None:
         started = await state.login.start(email=EMAIL, next_url="/account", **CALLER)
-        clock.advance(state.settings.code_ttl + 1)
+        clock.advance(state.settings.signin.code_ttl + 1)
         with pytest.raises(FlowExpiredError):
             await state.login.verify_code(flow_id=started.flow_id, code=codes.made[0], **CALLER)
 
@@ -132,7 +137,9 @@ def test_resend_mails_a_new_code_and_link_and_the_old_ones_stop_working(
             await state.login.verify_code(flow_id=started.flow_id, code=old_code, **CALLER)
         with pytest.raises(InvalidLinkError):
             await state.login.verify_link(token=old_token, browser_flow_id=None, **CALLER)
-        done = await state.login.verify_code(flow_id=started.flow_id, code=new_code, **CALLER)
+        done = authenticated(
+            await state.login.verify_code(flow_id=started.flow_id, code=new_code, **CALLER)
+        )
         assert done.email == EMAIL
 
     run_use_cases(make_settings(), transport, clock, scenario, new_code=codes)
@@ -146,7 +153,9 @@ def test_verify_link_signs_in_once_and_a_second_use_is_refused(
         token = mail_token(await mail_to(transport, EMAIL))
         view = await state.login.peek_link(token)
         assert view.state == "pending"  # looking at a link consumes nothing
-        done = await state.login.verify_link(token=token, browser_flow_id=None, **CALLER)
+        done = authenticated(
+            await state.login.verify_link(token=token, browser_flow_id=None, **CALLER)
+        )
         assert (done.email, done.next_url) == (EMAIL, "/next")
         with pytest.raises(FlowUsedError):
             await state.login.verify_link(token=token, browser_flow_id=None, **CALLER)
@@ -183,7 +192,9 @@ def test_same_browser_setting_refuses_a_link_opened_in_another_browser(
         token = mail_token(await mail_to(transport, EMAIL))
         with pytest.raises(InvalidLinkError, match="browser where you asked"):
             await state.login.verify_link(token=token, browser_flow_id=None, **CALLER)
-        done = await state.login.verify_link(token=token, browser_flow_id=started.flow_id, **CALLER)
+        done = authenticated(
+            await state.login.verify_link(token=token, browser_flow_id=started.flow_id, **CALLER)
+        )
         assert done.email == EMAIL
 
     run_use_cases(make_settings(LINK_SAME_BROWSER="true"), transport, clock, scenario)

@@ -9,7 +9,7 @@ from service.signin.flows import Authenticated
 from service.signin.refresh import RefreshRefusedError, refresh
 from service.web.state import AppState
 from tests.conftest import FakeClock, RecordingTransport, SettingsFactory, mail_code
-from tests.support.usecases import CALLER, mail_to, run_use_cases
+from tests.support.usecases import CALLER, authenticated, mail_to, run_use_cases
 
 EMAIL = "erin@example.com"
 
@@ -17,7 +17,9 @@ EMAIL = "erin@example.com"
 async def _signed_in(state: AppState, transport: RecordingTransport) -> Authenticated:
     started = await state.login.start(email=EMAIL, next_url="/account", **CALLER)
     code = mail_code(await mail_to(transport, EMAIL))
-    return await state.login.verify_code(flow_id=started.flow_id, code=code, **CALLER)
+    return authenticated(
+        await state.login.verify_code(flow_id=started.flow_id, code=code, **CALLER)
+    )
 
 
 def test_refresh_rotates_the_token_and_keeps_the_session(
@@ -42,7 +44,7 @@ def test_two_tabs_refreshing_with_one_token_within_the_grace_get_the_same_succes
     async def scenario(state: AppState) -> None:
         signed_in = await _signed_in(state, transport)
         one = await refresh(state.login, signed_in.refresh_token)
-        clock.advance(state.settings.refresh_grace - 1)
+        clock.advance(state.settings.sessions.refresh_grace - 1)
         other = await refresh(state.login, signed_in.refresh_token)
         assert other.refresh_token == one.refresh_token
         assert (await refresh(state.login, one.refresh_token)).session_id == one.session_id
@@ -56,7 +58,7 @@ def test_replayed_token_after_the_grace_revokes_the_session(
     async def scenario(state: AppState) -> None:
         signed_in = await _signed_in(state, transport)
         rotated = await refresh(state.login, signed_in.refresh_token)
-        clock.advance(state.settings.refresh_grace + 1)
+        clock.advance(state.settings.sessions.refresh_grace + 1)
         with pytest.raises(RefreshRefusedError) as theft:
             await refresh(state.login, signed_in.refresh_token)
         assert theft.value.revoked == signed_in.session_id
@@ -86,7 +88,7 @@ def test_session_idle_past_its_idle_lifetime_cannot_refresh(
 ) -> None:
     async def scenario(state: AppState) -> None:
         signed_in = await _signed_in(state, transport)
-        clock.advance(state.settings.session_idle_ttl + 1)
+        clock.advance(state.settings.sessions.idle_ttl + 1)
         with pytest.raises(RefreshRefusedError) as refused:
             await refresh(state.login, signed_in.refresh_token)
         assert refused.value.revoked is None

@@ -13,7 +13,7 @@ from service import crypto, store
 from service.db import UseCase, migrate
 from service.db.sqlite import SQLiteDatabase
 from service.errors import UnauthenticatedError
-from service.settings import load_settings
+from service.settings import LimitSettings, load_settings
 from service.signin.sessions import REVOCATION_STALENESS, Sessions
 from service.tokens import Keyring
 
@@ -53,7 +53,9 @@ def _hold_thread(seconds: float) -> UseCase[None]:
 
 async def _signed_in(db: CountingDatabase, settings: Any) -> tuple[str, str]:
     """A real session row (through the sign-in use case) and a token for it."""
-    limits = store.Limits(5, 100, 86400, 0, 0, 900, 0, 0, 0, 900)
+    limits = LimitSettings(
+        mail_interval=0, mail_per_window=0, mail_per_day=0, mail_global=0, starts_per_ip=0
+    )
     now = int(time.time())
     keys = crypto.Keys.from_secret(settings.secret_key)
     flow_id = crypto.new_id()
@@ -94,11 +96,11 @@ async def _signed_in(db: CountingDatabase, settings: Any) -> tuple[str, str]:
         )
     )
     assert outcome.sign_in is not None
-    keyring = Keyring(settings.keys_dir, "HS256", keys.jwt_hmac)
+    keyring = Keyring(settings.tokens.keys_dir, "HS256", keys.jwt_hmac)
     token = keyring.sign(
         {
             "iss": settings.public_url,
-            "aud": settings.audience,
+            "aud": settings.tokens.audience,
             "sub": outcome.sign_in.user_id,
             "email": "a@example.com",
             "sid": session.id,
@@ -120,7 +122,7 @@ async def _scenario(tmp_path: Path) -> None:
         sid, token = await _signed_in(db, settings)
         ticker = Ticker()
         keyring = Keyring(
-            settings.keys_dir, "HS256", crypto.Keys.from_secret(settings.secret_key).jwt_hmac
+            settings.tokens.keys_dir, "HS256", crypto.Keys.from_secret(settings.secret_key).jwt_hmac
         )
         sessions = Sessions(settings, db, keyring, time.time, monotonic=ticker)
 

@@ -94,7 +94,13 @@ def test_purge_deletes_old_flows_and_ended_sessions_only(
     # Frank's two flows are past retention; his session (7-day idle) is still alive.
     assert counts["flows"] == 2
     assert counts["sessions"] == 0
-    assert again == {"flows": 0, "mail_log": 0, "address_failures": 0, "sessions": 0}
+    assert again == {
+        "flows": 0,
+        "mail_log": 0,
+        "address_failures": 0,
+        "sessions": 0,
+        "signins": 0,
+    }
     assert run_on(database_url, store.get_flow(old_flow["flow_id"])) is None
     now = int(clock())
     assert run_on(database_url, store.session_owner(old["session"]["id"], now))

@@ -16,13 +16,13 @@ JWKS = "/.well-known/jwks.json"
 def keys_cli(latch: Latch, *args: str) -> subprocess.CompletedProcess[str]:
     env = {
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-        "DATA_DIR": str(latch.settings.data_dir),
+        "DATA_DIR": str(latch.settings.storage.data_dir),
         "PUBLIC_URL": latch.url,
     }
     return subprocess.run(
         [sys.executable, "-m", "service", "keys", *args],
         env=env,
-        cwd=latch.settings.data_dir,
+        cwd=latch.settings.storage.data_dir,
         capture_output=True,
         text=True,
         timeout=60,

@@ -15,6 +15,7 @@ from typing import TypeVar
 from service import crypto
 from service.app import create_app
 from service.settings import Settings
+from service.signin.flows import Authenticated
 from service.web.state import AppState
 from tests.conftest import FakeClock, RecordingTransport
 from tests.support.wait import eventually_async
@@ -52,3 +53,9 @@ async def mail_to(transport: RecordingTransport, to: str, index: int = 0) -> Ema
         return mine[index] if len(mine) > index else None
 
     return await eventually_async(arrived, f"mail #{index} to {to}")
+
+
+def authenticated(result: object) -> Authenticated:
+    """The sign-in a verify use case completed (no second step is due without a factor)."""
+    assert isinstance(result, Authenticated), result
+    return result

@@ -5,12 +5,24 @@ from __future__ import annotations
 import json
 import logging
 import re
+from collections.abc import Iterator
 
 import pytest
 from starlette.testclient import TestClient
 
+from service.app import create_app
 from service.logs import JsonFormatter, request_id
-from tests.conftest import RecordingTransport, sign_in
+from tests.conftest import BASE_URL, FakeClock, RecordingTransport, SettingsFactory, sign_in
+
+
+@pytest.fixture
+def client(
+    make_settings: SettingsFactory, transport: RecordingTransport, clock: FakeClock
+) -> Iterator[TestClient]:
+    """A client on loopback: /metrics is served to METRICS_ALLOW only (loopback by default)."""
+    app = create_app(make_settings(), mail_transport=transport, clock=clock)
+    with TestClient(app, base_url=BASE_URL, client=("127.0.0.1", 50000)) as c:
+        yield c
 
 
 def _counter(text: str, event: str) -> float:
