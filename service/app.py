@@ -17,7 +17,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from service import api, db, store
+from service import api, crypto, db, store
 from service.crypto import Keys
 from service.db import Database, open_database
 from service.delivery.mail import Mailer
@@ -53,9 +53,11 @@ def create_app(
     mail_transport: Transport | None = None,
     database: Database | None = None,
     clock: Callable[[], float] = time.time,
+    new_code: Callable[[], str] = crypto.new_code,
     second_factors: Iterable[SecondFactor] = (),
 ) -> Starlette:
-    """The Latch ASGI app. Tests pass a transport, a database or a clock; nothing is patched.
+    """The Latch ASGI app. Tests pass a transport, a database, a clock or the code generator;
+    nothing is patched.
 
     `second_factors` are the second-step methods this Latch can check (docs/design.md §11);
     the factor features register theirs here.
@@ -127,7 +129,7 @@ def create_app(
             database=database,
             keyring=keyring,
             mailer=mailer,
-            login=Login(settings, database, mailer, keyring, clock),
+            login=Login(settings, database, mailer, keyring, clock, new_code=new_code),
             sessions=Sessions(settings, database, keyring, clock),
             factors=SecondFactors(second_factors),
             metrics=metrics,

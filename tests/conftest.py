@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 from starlette.testclient import TestClient
 
+from service import crypto
 from service.app import create_app
 from service.settings import Settings, load_settings
 from tests.support.postgres import PostgresCluster
@@ -78,6 +79,19 @@ class RecordingTransport:
                 self._cond.wait(left)
 
 
+class Codes:
+    """A code generator for `create_app(new_code=...)`: every code differs from the one before
+    (random codes collide once in 10**6, which would let an "old code stops working" check
+    pass for the wrong reason or be skipped)."""
+
+    def __init__(self) -> None:
+        self.made: list[str] = []
+
+    def __call__(self) -> str:
+        self.made.append(f"{(271828 + 314159 * len(self.made)) % 10**6:06d}")
+        return self.made[-1]
+
+
 def text_of(message: EmailMessage) -> str:
     """The text/plain part."""
     part = message.get_body(("plain",))
@@ -136,11 +150,20 @@ def make_client(
 
     @contextmanager
     def make(
-        settings: Settings | None = None, *, database_url: str | None = None, **env: str
+        settings: Settings | None = None,
+        *,
+        database_url: str | None = None,
+        new_code: Callable[[], str] = crypto.new_code,
+        **env: str,
     ) -> Iterator[TestClient]:
         if database_url is not None:
             env["DATABASE_URL"] = database_url
-        app = create_app(settings or make_settings(**env), mail_transport=transport, clock=clock)
+        app = create_app(
+            settings or make_settings(**env),
+            mail_transport=transport,
+            clock=clock,
+            new_code=new_code,
+        )
         with TestClient(app, base_url=BASE_URL) as client:
             yield client
 

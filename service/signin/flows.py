@@ -82,12 +82,16 @@ class Login:
         mailer: Mailer,
         keyring: Keyring,
         clock: Clock,
+        *,
+        new_code: Callable[[], str] = crypto.new_code,
     ) -> None:
         self.settings = settings
         self.db = database
         self.mailer = mailer
         self.keyring = keyring
         self.clock = clock
+        # Injected so that tests can make two codes that differ (random ones collide 1 in 10**6).
+        self.new_code = new_code
         self.keys = Keys.from_secret(settings.secret_key)
         self.links = LinkSigner(self.keys.signing)
         self.flow_cookies = ValueSigner(self.keys.signing, "latch.flow")
@@ -99,7 +103,7 @@ class Login:
         return int(self.clock())
 
     def _new_secrets(self, flow_id: str) -> tuple[str, str, str, str]:
-        code, secret = crypto.new_code(), crypto.new_secret()
+        code, secret = self.new_code(), crypto.new_secret()
         return (
             code,
             crypto.keyed_hash(self.keys.code, flow_id, code),

@@ -13,10 +13,10 @@ import time
 import uuid
 import weakref
 from pathlib import Path
-from types import TracebackType
 from typing import Self
 
 from .net import HOST, free_port
+from .running import Running
 
 SUPERUSER = "postgres"
 _SAFE_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
@@ -69,7 +69,7 @@ def _remove(root: Path, stop_command: list[str] | None) -> None:
     shutil.rmtree(root, ignore_errors=True)
 
 
-class PostgresCluster:
+class PostgresCluster(Running):
     """initdb + pg_ctl in a temporary directory, trust auth on 127.0.0.1 only."""
 
     def __init__(self, *, database: str = "latch", bindir: Path | None = None) -> None:
@@ -140,17 +140,6 @@ class PostgresCluster:
         if self._finalizer is not None:
             self._finalizer()
         self.root = None
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def create_database(self, name: str | None = None) -> str:
         """Create a fresh empty database (named, or a unique name) and return its URL."""

@@ -6,20 +6,20 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Mapping
 from pathlib import Path
-from types import TracebackType
 from typing import Self
 
 import httpx
 
 from .net import HOST, free_port
+from .running import Running
+from .wait import eventually
 
 CHECKOUT = Path(__file__).resolve().parents[2]
 
 
-class LatchProcess:
+class LatchProcess(Running):
     """`python -m service --host 127.0.0.1 --port N` with a given environment.
 
     Its stdout and stderr go to files rather than pipes: nothing can block on a full pipe, and
@@ -69,18 +69,19 @@ class LatchProcess:
         return self
 
     def _wait_healthy(self, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+        def healthy() -> bool:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"Latch exited with {self.proc.returncode}:\n{self.output()}")
             try:
-                if httpx.get(f"{self.url}/healthz", timeout=1.0).status_code == 200:
-                    return
+                return httpx.get(f"{self.url}/healthz", timeout=1.0).status_code == 200
             except httpx.TransportError:
-                pass
-            time.sleep(0.05)
-        self.kill()
-        raise TimeoutError(f"Latch did not become healthy in {timeout}s:\n{self.output()}")
+                return False
+
+        try:
+            eventually(healthy, "Latch to answer /healthz", timeout)
+        except AssertionError as e:
+            self.kill()
+            raise AssertionError(f"{e}\n{self.output()}") from None
 
     def terminate(self, timeout: float = 30.0) -> int:
         """Send SIGTERM and wait for the process to end; returns its exit status."""
@@ -92,24 +93,15 @@ class LatchProcess:
             self.kill()
             raise
 
-    def kill(self) -> None:
-        """End the process at once (cleanup after a failure)."""
+    def stop(self) -> None:
+        """End the process at once (cleanup after a failure): SIGKILL."""
         if self._proc is not None and self._proc.poll() is None:
             self._proc.kill()
             self._proc.wait(10)
+
+    kill = stop
 
     def output(self) -> str:
         """Everything the process wrote to stdout and stderr so far."""
         parts = [p.read_text(errors="replace") for p in (self._out, self._err) if p.exists()]
         return "\n".join(parts)
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.kill()

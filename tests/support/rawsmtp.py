@@ -5,16 +5,16 @@ from __future__ import annotations
 import socket
 import threading
 from collections.abc import Callable
-from types import TracebackType
 from typing import Self
 
 from .net import HOST, free_port
+from .running import Running
 
 # A port where nothing listens: connecting is refused at once.
 refused_port = free_port
 
 
-class _RawServer:
+class _RawServer(Running):
     """A threaded TCP listener on 127.0.0.1 that hands each connection to _serve."""
 
     def __init__(self) -> None:
@@ -65,17 +65,6 @@ class _RawServer:
         for thread in serve_threads:
             thread.join(timeout=5)
         self._threads = []
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     def _spawn(self, target: Callable[[socket.socket], None], sock: socket.socket) -> None:
         thread = threading.Thread(target=target, args=(sock,), daemon=True)

@@ -4,12 +4,10 @@
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
 from typing import Self
 
 import httpx
@@ -21,9 +19,11 @@ from service.settings import Settings, load_settings
 from tests.conftest import TEST_ENV, FakeClock, RecordingTransport, mail_code
 
 from .net import HOST, free_port
+from .running import Running
+from .wait import eventually
 
 
-class ThreadedServer:
+class ThreadedServer(Running):
     """`with ThreadedServer(app) as server:` — uvicorn serving `app` at `server.url`."""
 
     def __init__(self, app: ASGIApp, port: int | None = None) -> None:
@@ -41,21 +41,18 @@ class ThreadedServer:
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, name="uvicorn-test", daemon=True)
 
-    def __enter__(self) -> Self:
+    def start(self) -> Self:
         self.thread.start()
-        deadline = time.monotonic() + 20
-        while not self.server.started:
-            if not self.thread.is_alive() or time.monotonic() > deadline:
-                raise RuntimeError("uvicorn did not start")
-            time.sleep(0.01)
+
+        def started() -> bool:
+            if not self.thread.is_alive():
+                raise RuntimeError("uvicorn exited before it started")
+            return bool(self.server.started)
+
+        eventually(started, "uvicorn to start", 20)
         return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def stop(self) -> None:
         self.server.should_exit = True
         self.thread.join(30)
 

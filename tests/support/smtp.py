@@ -14,7 +14,6 @@ from collections.abc import Awaitable
 from dataclasses import dataclass
 from email.message import EmailMessage
 from pathlib import Path
-from types import TracebackType
 from typing import Self
 
 from aiosmtpd.controller import Controller
@@ -22,7 +21,9 @@ from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
 from .net import HOST
 from .rawsmtp import DroppingSmtpServer, HangingSmtpServer, refused_port
+from .running import Running
 from .tls import TlsFiles, write_tls_files
+from .wait import eventually_async
 
 __all__ = [
     "Delivery",
@@ -92,7 +93,7 @@ class _Handler:
         return "250 2.0.0 OK: queued"
 
 
-class SmtpSink:
+class SmtpSink(Running):
     """An aiosmtpd server on 127.0.0.1 that keeps every accepted message in memory.
 
     `rcpt_reply` / `data_reply` (e.g. "451 4.3.0 try later") are answered instead of
@@ -183,17 +184,6 @@ class SmtpSink:
             self._controller.stop()
             self._controller = None
 
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
-
     @property
     def deliveries(self) -> list[Delivery]:
         """Return a snapshot of the accepted messages with their envelopes."""
@@ -238,11 +228,14 @@ class SmtpSink:
         """Like wait_for, but yields to the event loop while waiting."""
         # Polling rather than a thread: a cancelled wait must not leave a thread
         # blocked in the default executor, which asyncio.run() would wait for.
-        deadline = time.monotonic() + timeout
-        while len(found := self.messages_for(to)) <= index:
-            if time.monotonic() >= deadline:
-                raise TimeoutError(self._timeout_message(to, timeout))
-            await asyncio.sleep(0.01)
+        try:
+            found = await eventually_async(
+                lambda: mine if len(mine := self.messages_for(to)) > index else None,
+                f"message #{index} for {to!r}",
+                timeout,
+            )
+        except AssertionError:
+            raise TimeoutError(self._timeout_message(to, timeout)) from None
         return found[index]
 
     def _timeout_message(self, to: str, timeout: float) -> str:

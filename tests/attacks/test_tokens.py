@@ -28,9 +28,10 @@ from service.tokens import Keyring
 from service.verifier import InvalidTokenError, LatchAuthMiddleware, Verifier
 from service.web.state import app_state_of
 from tests.conftest import RecordingTransport, sign_in
+from tests.support.keys import keys_cli, published
 from tests.support.net import HOST
 from tests.support.server import Latch, ThreadedServer, running_latch
-from tests.test_keys import keys_cli, published
+from tests.support.wait import eventually
 
 JWKS = "/.well-known/jwks.json"
 TEN_YEARS = 10 * 365 * 86400
@@ -77,13 +78,6 @@ def _check(client: TestClient | httpx.Client, token: str) -> int:
     return client.get("/auth/check", headers={"Authorization": f"Bearer {token}"}).status_code
 
 
-def _wait(condition: Callable[[], bool], what: str) -> None:
-    deadline = time.monotonic() + 10
-    while not condition():
-        assert time.monotonic() < deadline, f"never happened: {what}"
-        time.sleep(0.02)
-
-
 # --- 1. a retired key stops every token it signed, and no token outlives ACCESS_TTL --------------
 
 
@@ -99,9 +93,9 @@ def test_retired_key_stops_its_cached_tokens_at_auth_check_within_the_reload_int
             assert _check(http, token) == 200  # verified once: now in the cache
             assert keys_cli(latch, "rotate").returncode == 0
             assert keys_cli(latch, "retire", "--force", old_kid).returncode == 0
-            _wait(lambda: old_kid not in published(latch), "the old key to be unpublished")
+            eventually(lambda: old_kid not in published(latch), "the old key to be unpublished")
             # The key is gone from the JWKS: its tokens must be refused within a reload.
-            _wait(lambda: _check(http, token) == 401, "the retired key's token to be refused")
+            eventually(lambda: _check(http, token) == 401, "the retired key's token to be refused")
             assert _check(http, token) == 401
 
 
@@ -121,7 +115,7 @@ def test_verifier_drops_cached_tokens_of_a_key_that_left_the_jwks(tmp_path: Path
         assert verifier.verify(token).email == "ivy@example.com"
         assert keys_cli(latch, "rotate").returncode == 0
         assert keys_cli(latch, "retire", "--force", old_kid).returncode == 0
-        _wait(lambda: old_kid not in published(latch), "the old key to be unpublished")
+        eventually(lambda: old_kid not in published(latch), "the old key to be unpublished")
         tick[0] += verifier.jwks_max_age  # the JWKS copy is now due for a refetch
         with pytest.raises(InvalidTokenError):
             verifier.verify(token)

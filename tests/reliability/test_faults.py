@@ -23,6 +23,7 @@ import pytest
 from tests.conftest import TEST_ENV
 from tests.support.process import LatchProcess
 from tests.support.smtp import SmtpSink, text_part
+from tests.support.wait import eventually_async
 
 SIGNINS = int(os.environ.get("LATCH_SOAK_SIGNINS", "500"))
 CONCURRENCY = int(os.environ.get("LATCH_SOAK_CONCURRENCY", "50"))
@@ -161,8 +162,7 @@ def test_sigterm_under_load_completes_requests_and_delivers_queued_mail(tmp_path
         async def scenario() -> None:
             async with httpx.AsyncClient(base_url=latch.url, timeout=30) as client:
                 load = asyncio.gather(*(worker(client, w) for w in range(10)))
-                while len(results) < 30:  # noqa: ASYNC110 (load flowing: requests in flight)
-                    await asyncio.sleep(0.005)
+                await eventually_async(lambda: len(results) >= 30, "load to be flowing")
                 latch.proc.send_signal(signal.SIGTERM)
                 await load
 

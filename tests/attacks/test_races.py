@@ -25,8 +25,8 @@ from service import db
 from service.app import create_app
 from service.errors import UnavailableError
 from tests.conftest import BASE_URL, FakeClock, RecordingTransport, SettingsFactory, mail_code
+from tests.support.db import run_on, wrong
 from tests.support.postgres import PostgresCluster
-from tests.test_postgres import run_on, wrong
 
 pytestmark = pytest.mark.postgres
 

@@ -10,7 +10,6 @@ import os
 import socket
 import subprocess
 import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -20,11 +19,13 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.conftest import ROOT
 from tests.support.net import HOST, free_port
 from tests.support.server import Latch, running_latch
+from tests.support.wait import eventually
 
 NGINX = "/usr/sbin/nginx"
-CONF = Path(__file__).resolve().parent.parent / "docs" / "nginx.conf"
+CONF = ROOT / "docs" / "nginx.conf"
 
 
 class Echo(BaseHTTPRequestHandler):
@@ -90,16 +91,14 @@ def nginx(prefix: Path, latch: Latch, app: str) -> Iterator[str]:
 
 
 def _wait_listening(port: int, proc: subprocess.Popen[bytes], prefix: Path) -> None:
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
+    def listening() -> bool:
         if proc.poll() is not None:
             log = (prefix / "logs" / "error.log").read_text(errors="replace")
             raise RuntimeError(f"nginx exited with {proc.returncode}: {log}")
         with socket.socket() as sock:
-            if sock.connect_ex((HOST, port)) == 0:
-                return
-        time.sleep(0.02)
-    raise TimeoutError("nginx did not listen")
+            return sock.connect_ex((HOST, port)) == 0
+
+    eventually(listening, "nginx to listen")
 
 
 @dataclass

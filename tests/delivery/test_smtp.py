@@ -17,6 +17,7 @@ from service.settings import Settings
 from service.web.state import app_state_of
 from tests.conftest import BASE_URL, mail_code, mail_token, start
 from tests.support.smtp import HangingSmtpServer, SmtpSink, html_part, refused_port, text_part
+from tests.support.wait import eventually
 
 MakeSettings = Callable[..., Settings]
 ADA = "ada@example.com"
@@ -59,19 +60,15 @@ def flow_view(client: TestClient, flow_id: str) -> dict[str, Any]:
 
 def wait_mail_status(client: TestClient, flow_id: str, status: str) -> dict[str, Any]:
     """Wait (bounded) until the background sender has recorded `status` on the flow."""
-    deadline = time.monotonic() + 10
-    while (view := flow_view(client, flow_id))["mail_status"] != status:
-        assert time.monotonic() < deadline, f"mail_status stayed {view['mail_status']!r}"
-        time.sleep(0.01)
-    return view
+    return eventually(
+        lambda: view if (view := flow_view(client, flow_id))["mail_status"] == status else None,
+        f"mail_status {status!r} on the flow",
+    )
 
 
 def wait_queue_empty(client: TestClient) -> None:
     """Wait (bounded) until the mailer has finished every accepted mail."""
-    deadline = time.monotonic() + 10
-    while app_state_of(client).mailer.depth:
-        assert time.monotonic() < deadline, "mail queue did not empty"
-        time.sleep(0.01)
+    eventually(lambda: app_state_of(client).mailer.depth == 0, "the mail queue to empty")
 
 
 def verify_code(client: TestClient, flow_id: str, code: str) -> Any:

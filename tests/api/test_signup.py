@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 from starlette.testclient import TestClient
@@ -12,17 +11,16 @@ from starlette.testclient import TestClient
 from service import store
 from service.web.state import app_state_of
 from tests.conftest import ClientFactory, RecordingTransport, SettingsFactory, mail_code, start
+from tests.support.wait import eventually
 
 
 def _mail_status(client: TestClient, flow_id: str) -> str:
-    deadline = time.monotonic() + 5
-    while time.monotonic() < deadline:
+    def left_the_queue() -> str:
         database = app_state_of(client).database
         row = client.portal.call(database.run, store.get_flow(flow_id))  # type: ignore[union-attr]
-        if row is not None and row["mail_status"] != "queued":
-            return str(row["mail_status"])
-        time.sleep(0.02)
-    raise AssertionError("mail never left the queue")
+        return "" if row is None or row["mail_status"] == "queued" else str(row["mail_status"])
+
+    return eventually(left_the_queue, "the mail to leave the queue")
 
 
 def test_unknown_address_gets_the_same_answer_and_no_mail_and_no_account(

@@ -24,8 +24,8 @@ from service.settings import (
     WebSettings,
     load_settings,
 )
+from tests.conftest import ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
 SECTIONS: tuple[type[Any], ...] = (
     StorageSettings,
     MailSettings,

@@ -5,10 +5,7 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -20,37 +17,9 @@ from service import tokens
 from service.tokens import Keyring
 from service.verifier import InvalidTokenError, Verifier
 from service.web.state import app_state_of
+from tests.support.keys import JWKS, keys_cli, published
 from tests.support.server import Latch, running_latch
-
-JWKS = "/.well-known/jwks.json"
-
-
-def keys_cli(latch: Latch, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {
-        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-        "DATA_DIR": str(latch.settings.storage.data_dir),
-        "PUBLIC_URL": latch.url,
-    }
-    return subprocess.run(
-        [sys.executable, "-m", "service", "keys", *args],
-        env=env,
-        cwd=latch.settings.storage.data_dir,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-
-
-def published(latch: Latch) -> set[str]:
-    return {k["kid"] for k in httpx.get(latch.url + JWKS).json()["keys"]}
-
-
-def wait_until(condition: Callable[[], bool], what: str) -> None:
-    """Poll for something the running server does by itself (here: re-reading KEYS_DIR)."""
-    deadline = time.monotonic() + 10
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.02)
+from tests.support.wait import eventually
 
 
 def kid_of(token: str) -> str:
@@ -72,13 +41,13 @@ def test_rotation_keeps_old_tokens_valid_and_publishes_before_signing(tmp_path: 
 
         done = keys_cli(latch, "rotate", "--publish-first")
         assert done.returncode == 0, done.stderr
-        wait_until(lambda: len(published(latch)) == 2, "the next key to be published")
+        eventually(lambda: len(published(latch)) == 2, "the next key to be published")
         assert keyring.current.kid == old_kid  # published, not signing yet
         (new_kid,) = published(latch) - {old_kid}
 
         done = keys_cli(latch, "rotate")
         assert done.returncode == 0, done.stderr
-        wait_until(lambda: keyring.current.kid == new_kid, "the rotation to be picked up")
+        eventually(lambda: keyring.current.kid == new_kid, "the rotation to be picked up")
         with latch.sign_in("gina@example.com") as browser:
             new_token = browser.cookies["latch_session"]
         assert kid_of(old_token) == old_kid and kid_of(new_token) == new_kid
@@ -128,12 +97,12 @@ def test_retire_refuses_the_current_key_and_one_whose_tokens_may_live(tmp_path: 
         old_kid = keyring.current.kid
         assert keys_cli(latch, "retire", old_kid).returncode == 1  # it is current
         assert keys_cli(latch, "rotate").returncode == 0
-        wait_until(lambda: keyring.current.kid != old_kid, "the rotation")
+        eventually(lambda: keyring.current.kid != old_kid, "the rotation")
         young = keys_cli(latch, "retire", old_kid)
         assert young.returncode == 1 and "--force" in young.stderr
         forced = keys_cli(latch, "retire", "--force", old_kid)
         assert forced.returncode == 0, forced.stderr
-        wait_until(lambda: old_kid not in published(latch), "the retired key to be unpublished")
+        eventually(lambda: old_kid not in published(latch), "the retired key to be unpublished")
         states = {e["kid"]: e["state"] for e in tokens.list_keys(latch.settings.tokens.keys_dir)}
         assert states[old_kid] == "removed"
 
