@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from service.db import Lock, Rows, Step, UseCase, drive
+from service.db.protocol import Lock, Rows, Step, UseCase, drive
 from service.errors import UnavailableError
 
 log = logging.getLogger("latch.db")
