@@ -40,7 +40,9 @@ class BodyTimeoutMiddleware:
         self.timeout = timeout
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not self.timeout:
+        # GET and HEAD handlers never read a body, so nothing there could wait on one: skip the
+        # wrapping on them (every forward-auth check is a GET on the hot path).
+        if scope["type"] != "http" or not self.timeout or scope["method"] in ("GET", "HEAD"):
             await self.app(scope, receive, send)
             return
         loop = asyncio.get_running_loop()
