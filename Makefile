@@ -5,6 +5,9 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
+NODE := tests/node
+NODE_STAMP := $(NODE)/node_modules/.installed
+
 .PHONY: install system-packages run test lint fmt typecheck bench soak clean
 
 install: $(STAMP)
@@ -22,7 +25,12 @@ run: install
 system-packages:
 	bash tests/system/install-packages
 
-test: system-packages install lint
+# The Node tools the suite runs against Latch (verifiers, client generators), from the lock file.
+$(NODE_STAMP): $(NODE)/package-lock.json | system-packages
+	npm ci --prefix $(NODE) --no-audit --no-fund --loglevel=error
+	touch $(NODE_STAMP)
+
+test: system-packages install $(NODE_STAMP) lint
 	$(BIN)/python -m pytest -q
 
 lint: install
@@ -42,4 +50,4 @@ bench: install
 	$(BIN)/python -m bench
 
 clean:
-	rm -rf $(VENV) data .pytest_cache .mypy_cache .ruff_cache test-artifacts build *.egg-info
+	rm -rf $(NODE)/node_modules $(VENV) data .pytest_cache .mypy_cache .ruff_cache test-artifacts build *.egg-info
