@@ -140,7 +140,9 @@ def _keys(settings: Settings, args: argparse.Namespace) -> int:
         for entry in tokens.list_keys(d):
             print(f"{entry['kid']}  {entry['alg']:6}  {entry['state']}")
     elif args.action == "rotate":
-        pending = [e for e in tokens.list_keys(d) if e["state"] == "next"]
+        # Only a waiting key of the configured algorithm is promoted: that is how a folder is
+        # switched to another algorithm (JWT_ALGORITHM=ES256 ... keys rotate).
+        pending = [e for e in tokens.list_keys(d) if e["state"] == "next" and e["alg"] == alg]
         if args.publish_first or not pending:
             kid = tokens.add_key(d, alg, "next")
             print(f"published {kid} as next; run `keys rotate` after verifiers refetched")

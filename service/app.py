@@ -22,15 +22,16 @@ from service.crypto import Keys
 from service.db import Database, open_database
 from service.delivery.mail import Mailer
 from service.delivery.transports import Transport, default_transport
-from service.errors import MethodNotAllowedError, NotFoundError, ServiceError
+from service.errors import ConfigError, MethodNotAllowedError, NotFoundError, ServiceError
 from service.pages import render as pages_render
 from service.pages import signin as pages_signin
 from service.settings import Settings
 from service.signin.flows import Login
 from service.signin.sessions import Sessions
 from service.signin.steps import SecondFactor, SecondFactors
-from service.tokens import Keyring, ensure_key
+from service.tokens import AlgorithmMismatchError, Keyring, ensure_key
 from service.web.metrics import AccessLogMiddleware, Metrics
+from service.web.public_cors import PublicCorsMiddleware
 from service.web.security import (
     BodyLimitMiddleware,
     HostCheckMiddleware,
@@ -65,11 +66,14 @@ def create_app(
     database = database or open_database(settings.storage.resolved_database_url)
     if settings.development and settings.tokens.algorithm != "HS256":
         ensure_key(settings.tokens.keys_dir, settings.tokens.algorithm)
-    keyring = Keyring(
-        settings.tokens.keys_dir,
-        settings.tokens.algorithm,
-        Keys.from_secret(settings.secret_key).jwt_hmac,
-    )
+    try:
+        keyring = Keyring(
+            settings.tokens.keys_dir,
+            settings.tokens.algorithm,
+            Keys.from_secret(settings.secret_key).jwt_hmac,
+        )
+    except AlgorithmMismatchError as e:
+        raise ConfigError(f"Latch will not start: {e}") from None
     mailer = Mailer(settings, mail_transport or default_transport(settings), database, clock)
     metrics = Metrics(
         allow=settings.web.metrics_allow, trusted_proxies=settings.web.trusted_proxies
@@ -108,6 +112,8 @@ def create_app(
         ],
         middleware=[
             Middleware(AccessLogMiddleware, metrics=metrics),
+            # Outside the credentialed CORS: the public documents answer any origin.
+            Middleware(PublicCorsMiddleware),
             *_cors(settings),
             Middleware(SecurityHeadersMiddleware, settings=settings),
             Middleware(HostCheckMiddleware, settings=settings),

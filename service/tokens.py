@@ -38,6 +38,32 @@ class TokenError(Exception):
     """An access token that must not be trusted; the reason is for debug logs only."""
 
 
+class AlgorithmMismatchError(RuntimeError):
+    """KEYS_DIR's current key signs with another algorithm than JWT_ALGORITHM asks for."""
+
+
+def switch_commands(alg: str) -> str:
+    """The two `keys` commands that move a key folder to `alg` without breaking sessions."""
+    return (
+        f"`JWT_ALGORITHM={alg} python -m service keys rotate --publish-first`, then, once "
+        f"verifiers have refetched the JWKS (5 minutes), `JWT_ALGORITHM={alg} python -m service "
+        "keys rotate`"
+    )
+
+
+def algorithm_mismatch(current: str, kid: str, keys_dir: Path, wanted: str) -> str:
+    """What an operator reads when the folder's current key is not `wanted`'s kind."""
+    # An operator upgrading from a Latch whose default was EdDSA meets this with no setting of
+    # their own, so the message says where ES256 came from.
+    why = " (the default now: EdDSA was until Node's jsonwebtoken was found to refuse it)"
+    return (
+        f"the current signing key {kid} in KEYS_DIR ({keys_dir}) is {current} but JWT_ALGORITHM "
+        f"is {wanted}{why if wanted == 'ES256' else ''}. To keep signing with {current}, set "
+        f"JWT_ALGORITHM={current}. To switch to {wanted} without signing anyone out, run "
+        f"{switch_commands(wanted)}"
+    )
+
+
 @dataclass(frozen=True, kw_only=True)
 class SigningKey:
     """One key: its id, pinned algorithm, state, and key material."""
@@ -125,10 +151,26 @@ def list_keys(keys_dir: Path) -> list[dict[str, Any]]:
 
 
 def ensure_key(keys_dir: Path, alg: str) -> None:
-    """Development: generate a current key on first start so `make run` needs no set-up."""
-    if not any(e["state"] == "current" for e in _read_manifest(keys_dir)):
+    """Development: generate a current key on first start so `make run` needs no set-up.
+
+    A development folder whose current key is of another algorithm (a `data/` made before the
+    default became ES256, or JWT_ALGORITHM changed) gets a new current key of `alg`; the old
+    one stays published as retired, so tokens already issued keep verifying. Production never
+    does this: there the folder is shared and the operator rotates (see Keyring).
+    """
+    current = [e for e in _read_manifest(keys_dir) if e["state"] == "current"]
+    if not current:
         kid = add_key(keys_dir, alg, "current")
         log.warning("generated a development signing key %s in %s", kid, keys_dir)
+    elif current[0]["alg"] != alg:
+        kid = add_key(keys_dir, alg, "current")
+        log.warning(
+            "development: rotated the signing key from %s to %s (new key %s) in %s",
+            current[0]["alg"],
+            alg,
+            kid,
+            keys_dir,
+        )
 
 
 def _load(keys_dir: Path, entry: Mapping[str, Any]) -> SigningKey:
@@ -166,6 +208,14 @@ class Keyring:
     """The keys an instance signs and verifies with, reloaded when KEYS_DIR changes."""
 
     def __init__(self, keys_dir: Path, alg: str, hmac_key: bytes) -> None:
+        """Load KEYS_DIR; AlgorithmMismatchError when its current key is not an `alg` key.
+
+        Refusing to start, rather than warning and signing on with the folder's key, is the
+        safer of the two: an operator who sets JWT_ALGORITHM=ES256 does so because some
+        verifier accepts only ES256, and a Latch that starts anyway would sign every session
+        with a token that verifier refuses, found out from users, not from the start-up.
+        A refused start is found at once, and the message says both ways out.
+        """
         self.keys_dir = keys_dir
         self.alg = alg
         self._hmac_key = hmac_key
@@ -177,6 +227,10 @@ class Keyring:
         # so a key that is retired or removed takes every token it signed with it at once.
         self.generation = 0
         self.reload()
+        if self.current.alg != alg:
+            raise AlgorithmMismatchError(
+                algorithm_mismatch(self.current.alg, self.current.kid, keys_dir, alg)
+            )
 
     def reload(self) -> bool:
         """Re-read the manifest if it changed; True when the keys changed."""
@@ -208,6 +262,19 @@ class Keyring:
         current = [k for k in keys.values() if k.state == "current"]
         if len(current) != 1:
             raise RuntimeError(f"{self.keys_dir} must hold exactly one current key")
+        if self._stamp is not None and current[0].alg != self.alg:
+            # A running instance follows the shared folder (another instance or the CLI rotated
+            # it; every instance must sign with the one current key), but says so: its own
+            # JWT_ALGORITHM now disagrees, and it would refuse to start again as configured.
+            log.warning(
+                "the new current key %s is %s but JWT_ALGORITHM is %s: signing with %s; set "
+                "JWT_ALGORITHM=%s before the next restart",
+                current[0].kid,
+                current[0].alg,
+                self.alg,
+                current[0].alg,
+                current[0].alg,
+            )
         self.keys, self.current, self._stamp = keys, current[0], stamp
         self.generation += 1
         log.info("signing keys loaded: current %s, %d published", current[0].kid, len(keys))

@@ -94,6 +94,9 @@ class Claims:
     amr: tuple[str, ...] = ()
     acr: str = ""
     auth_time: int | None = None
+    # RFC 9068 §2.2: who asked for the token. Latch's own sign-in writes its PUBLIC_URL (equal
+    # to `iss`); "" in tokens from a Latch before `client_id` was written.
+    client_id: str = ""
 
     @property
     def user_id(self) -> str:
@@ -114,7 +117,7 @@ class Claims:
 
 MAX_TOKEN = 8192  # Latch's tokens are ~600 bytes; a bigger one is not ours
 MAX_TIME = 10**11  # seconds since 1970 (the year 5138): anything larger is an overflow in waiting
-MAX_ID, MAX_EMAIL = 256, 320
+MAX_ID, MAX_EMAIL, MAX_URL = 256, 320, 2048
 MAX_METHODS = 8  # `amr` entries: Latch writes at most four
 # Latch writes exactly these header members. Others either change how the token is read (`crit`,
 # RFC 7797's `b64`, `zip`) or point at keys (`jku`, `x5u`, `jwk`, `x5c`): none is honoured, so a
@@ -263,6 +266,7 @@ def check_claims(
         amr=_methods(raw),
         acr=_text(raw, "acr", MAX_ID) if "acr" in raw else "",
         auth_time=_time(raw, "auth_time") if "auth_time" in raw else None,
+        client_id=_text(raw, "client_id", MAX_URL) if "client_id" in raw else "",
     )
     if not claims.iat <= claims.nbf < claims.exp:
         raise InvalidTokenError("iat, nbf and exp out of order")
@@ -364,6 +368,7 @@ class Verifier:
         max_lifetime: int = 900,
         timeout: float = 5.0,
         require_aal: int = 1,
+        client_id: str | None = None,
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -371,6 +376,11 @@ class Verifier:
             raise ValueError("require_aal must be 1 or 2")
         self.issuer, self.audience, self.jwks_url = issuer, audience, jwks_url
         self.require_aal = require_aal
+        # When set, tokens must name this `client_id` (Latch's own cookie tokens carry Latch's
+        # PUBLIC_URL): a service that wants only first-party sessions, not tokens Latch issued
+        # to some other client, says so here. Unset, `client_id` is read but not required,
+        # so tokens from a Latch before it was written still verify.
+        self.client_id = client_id
         self.refetch_interval, self.jwks_max_age = refetch_interval, jwks_max_age
         # Leeway for `nbf`/`iat` only (another host's clock may run a little behind Latch's);
         # `exp` is never stretched.
@@ -518,6 +528,9 @@ class Verifier:
             leeway=self.leeway,
             max_lifetime=self.max_lifetime,
         )
+        # Before the cache: a token for another client is never cached as verified.
+        if self.client_id is not None and claims.client_id != self.client_id:
+            raise InvalidTokenError("client_id mismatch")
         with self._lock:
             self._verified[token] = (claims, parsed.kid, key)
             if len(self._verified) > self.cache_size:

@@ -148,4 +148,5 @@ def test_latch_configuration_names_what_a_verifier_needs(tmp_path: Path) -> None
     assert body["jwks_uri"] == latch.url + JWKS
     assert body["refresh_url"] == latch.url + "/refresh"
     assert body["cookie_names"] == {"session": "latch_session", "refresh": "latch_refresh"}
-    assert body["algorithms"] == ["EdDSA"]
+    assert body["algorithms"] == ["ES256"]
+    assert body["client_id"] == latch.url

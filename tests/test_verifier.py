@@ -41,7 +41,9 @@ EMAIL = "carol@example.com"
 
 @pytest.fixture(scope="module")
 def latch(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Latch]:
-    with running_latch(tmp_path_factory.mktemp("latch") / "data") as server:
+    # EdDSA, not the default ES256: the forgers here sign raw Ed25519, and this keeps an
+    # EdDSA key folder (what a Latch from before ES256 left behind) under the whole suite.
+    with running_latch(tmp_path_factory.mktemp("latch") / "data", JWT_ALGORITHM="EdDSA") as server:
         yield server
 
 

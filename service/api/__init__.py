@@ -320,6 +320,8 @@ async def configuration(request: Request) -> Response:
         "auth_check_url": f"{base}/auth/check",
         "algorithms": sorted({k["alg"] for k in keys}),
         "token_type": "at+jwt",
+        # The `client_id` of the tokens Latch's own sign-in issues (RFC 9068 §2.2).
+        "client_id": base,
         # A verifier refuses tokens that claim to live longer (Verifier(max_lifetime=...)).
         "access_token_ttl": settings.sessions.access_ttl,
     }

@@ -175,7 +175,9 @@ class SessionSettings:
 class TokenSettings:
     """How access tokens are signed, for whom, and where the signing keys live."""
 
-    algorithm: str = env("JWT_ALGORITHM", text, "EdDSA")
+    # ES256, not EdDSA: every verifier tried takes it (Node's jsonwebtoken 9 and python-jose
+    # refuse EdDSA), and PyJWT checks it faster. A KEYS_DIR of another kind refuses to start.
+    algorithm: str = env("JWT_ALGORITHM", text, "ES256")
     # The `aud` of access tokens; load_settings fills in PUBLIC_URL when JWT_AUDIENCE is unset.
     audience: str = env("JWT_AUDIENCE", text, "")
     keys_dir: Path = env("KEYS_DIR", path, Path("./data/keys"))

@@ -356,6 +356,11 @@ class Login:
             "nbf": now,
             "exp": now + self.settings.sessions.access_ttl,
             "jti": crypto.new_id(),
+            # RFC 9068 §2.2 requires `client_id`, and strict validators (oauth4webapi) refuse a
+            # token without it. The client that asked for a cookie token is Latch's own sign-in,
+            # so the id is Latch's own URL: no registered client can share it, and `client_id
+            # == iss` reads as "first-party" (docs/design.md §2).
+            "client_id": self.settings.public_url,
             "amr": list(assurance.amr),
             "acr": assurance.aal.acr,
             "auth_time": assurance.auth_time,

@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 import jwt
 import pytest
-from cryptography.hazmat.primitives.asymmetric import ed25519
+from jwt.algorithms import get_default_algorithms
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
@@ -24,7 +24,8 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 from starlette.testclient import TestClient
 
-from service.tokens import Keyring
+from service import tokens
+from service.tokens import Keyring, SigningKey
 from service.verifier import InvalidTokenError, LatchAuthMiddleware, Verifier
 from service.web.state import app_state_of
 from tests.conftest import RecordingTransport, sign_in
@@ -44,16 +45,26 @@ def _b64(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
 
 
+def _current(keys_dir: Path) -> SigningKey:
+    # Whatever the folder signs with (ES256 by default, EdDSA in the fixtures that pin it).
+    alg = next(e["alg"] for e in tokens.list_keys(keys_dir) if e["state"] == "current")
+    return Keyring(keys_dir, alg, b"").current
+
+
+def _raw_signature(key: SigningKey, signing_input: bytes) -> bytes:
+    # PyJWT's own signer for the key's algorithm: raw r||s for ES256, as JWS wants it.
+    return bytes(get_default_algorithms()[key.alg].sign(signing_input, key.private))
+
+
 def _signed(keys_dir: Path, header: bytes, payload: bytes) -> str:
-    key = Keyring(keys_dir, "EdDSA", b"").current.private
-    assert isinstance(key, ed25519.Ed25519PrivateKey)
     signing_input = f"{_b64(header)}.{_b64(payload)}"
-    return f"{signing_input}.{_b64(key.sign(signing_input.encode()))}"
+    signature = _raw_signature(_current(keys_dir), signing_input.encode())
+    return f"{signing_input}.{_b64(signature)}"
 
 
 def _header(keys_dir: Path, **extra: Any) -> dict[str, Any]:
-    kid = Keyring(keys_dir, "EdDSA", b"").current.kid
-    return {"alg": "EdDSA", "kid": kid, "typ": "at+jwt", **extra}
+    key = _current(keys_dir)
+    return {"alg": key.alg, "kid": key.kid, "typ": "at+jwt", **extra}
 
 
 def _forge(
@@ -282,7 +293,10 @@ CLAIM_VECTORS: dict[str, Callable[[Path, str], str]] = {
     "crit header": lambda d, t: _forge(d, t, header=_header(d, crit=["b64"], b64=False)),
     "b64 false header": lambda d, t: _forge(d, t, header=_header(d, b64=False)),
     "zip header": lambda d, t: _forge(d, t, header=_header(d, zip="DEF")),
-    "alg mismatch": lambda d, t: _forge(d, t, header=_header(d, alg="ES256")),
+    # The header names another algorithm than the key's (signed with the key's own).
+    "alg mismatch": lambda d, t: _forge(
+        d, t, header=_header(d, alg="EdDSA" if _current(d).alg == "ES256" else "ES256")
+    ),
     "duplicate alg in header": lambda d, t: _signed(
         d,
         json.dumps(_header(d)).encode()[:-1] + b', "alg": "HS256"}',
@@ -438,12 +452,11 @@ def test_padded_segment_signed_as_padded_is_refused_on_both_paths(
     # Respelling a header or payload breaks the signature (it covers the segment's text), so
     # the test above only proves that much; signed over its padded text, the segment is
     # genuine but not canonical base64url, and one strict reader refuses it all the same.
-    key = Keyring(latch.settings.tokens.keys_dir, "EdDSA", b"").current.private
-    assert isinstance(key, ed25519.Ed25519PrivateKey)
+    key = _current(latch.settings.tokens.keys_dir)
     parts = _awkward(latch.settings.tokens.keys_dir, genuine).split(".")[:2]
     parts[index] += "=" * (-len(parts[index]) % 4)
     signing_input = ".".join(parts)
-    token = f"{signing_input}.{_b64(key.sign(signing_input.encode()))}"
+    token = f"{signing_input}.{_b64(_raw_signature(key, signing_input.encode()))}"
     with pytest.raises(InvalidTokenError):
         _verifier(latch).verify(token)
     with httpx.Client(base_url=latch.url) as http:
