@@ -8,6 +8,7 @@ import os
 import re
 import subprocess
 from collections.abc import Callable
+from html.parser import HTMLParser
 from pathlib import Path
 
 import dkim
@@ -19,7 +20,7 @@ from starlette.testclient import TestClient
 from service.app import create_app
 from service.settings import Settings
 from tests.conftest import BASE_URL, mail_code, start
-from tests.support.smtp import Delivery, SmtpSink
+from tests.support.smtp import Delivery, SmtpSink, html_part
 
 MakeSettings = Callable[..., Settings]
 ADA = "ada@example.com"
@@ -109,6 +110,40 @@ def test_spamassassin_scores_the_real_sign_in_mail_at_most_zero(
     score, status = spamassassin_score(delivery.raw, tmp_path)
     assert score <= 0, status
     assert "HTML_FONT_LOW_CONTRAST" not in status
+
+
+class _VisibleText(HTMLParser):
+    """The text a reader sees, in order (the <head>'s title left out)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.parts: list[str] = []
+        self._skip = 0
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self._skip += tag in ("head", "title", "style")
+
+    def handle_endtag(self, tag: str) -> None:
+        self._skip -= tag in ("head", "title", "style")
+
+    def handle_data(self, data: str) -> None:
+        if not self._skip:
+            self.parts.append(data)
+
+
+def test_preview_line_is_visible_text_that_ends_before_the_code(
+    make_settings: MakeSettings,
+) -> None:
+    with SmtpSink() as sink:
+        message = delivered_mail(make_settings(**smtp_env(sink)), sink).message
+    html = html_part(message)
+    assert "display:none" not in html.replace(" ", "") and "&zwnj;" not in html
+    reader = _VisibleText()
+    reader.feed(html)
+    text = " ".join(" ".join(reader.parts).split())
+    assert text.startswith("Your Latch sign-in code and link are below."), text[:200]
+    # Inbox previews show about 100-140 characters: the code (lock screens) comes well after.
+    assert text.index(mail_code(message)) > 160, text[:200]
 
 
 def test_sign_in_mail_asks_exchange_not_to_auto_reply(make_settings: MakeSettings) -> None:
