@@ -16,6 +16,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from service.errors import ConfigError
+from service.settings.dkim import DkimSettings
 from service.settings.fields import Network, env, read_section, secret, url
 from service.settings.sections import (
     ALGORITHMS,
@@ -38,6 +39,7 @@ __all__ = [
     "LOGO_TYPES",
     "SMTP_TLS_MODES",
     "BrandSettings",
+    "DkimSettings",
     "LimitSettings",
     "MailSettings",
     "Network",
@@ -64,6 +66,7 @@ class Settings:
     secret_key: bytes = env("SECRET_KEY", secret, b"", hidden=True)
     storage: StorageSettings = field(default_factory=StorageSettings)
     mail: MailSettings = field(default_factory=MailSettings)
+    dkim: DkimSettings = field(default_factory=DkimSettings)
     limits: LimitSettings = field(default_factory=LimitSettings)
     signin: SigninSettings = field(default_factory=SigninSettings)
     sessions: SessionSettings = field(default_factory=SessionSettings)
@@ -139,6 +142,7 @@ class Settings:
         for section in (
             self.storage,
             self.mail,
+            self.dkim,
             self.limits,
             self.signin,
             self.sessions,
@@ -221,6 +225,7 @@ def load_settings(environ: Mapping[str, str], *, require_key: bool = True) -> Se
         root,
         storage=storage,
         mail=read_section(MailSettings, environ, problems),
+        dkim=read_section(DkimSettings, environ, problems),
         limits=read_section(LimitSettings, environ, problems),
         signin=read_section(SigninSettings, environ, problems),
         sessions=read_section(SessionSettings, environ, problems),

@@ -1,5 +1,6 @@
 """Real nginx forward auth: Debian's nginx runs docs/nginx.conf with `auth_request` to a real
-Latch, in front of a tiny upstream that echoes the X-Latch-Email header it receives.
+Latch, in front of a tiny upstream that echoes the X-Latch-Email header it receives (and says
+which cookies reached it: never Latch's refresh token).
 
 Anonymous visitors: browsers (Accept: text/html) get a 302 to Latch's /refresh?next=…, every
 other client a 401 (docs/nginx.conf, @latch_unauthorized)."""
@@ -9,11 +10,9 @@ from __future__ import annotations
 import os
 import socket
 import subprocess
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import httpx
@@ -22,40 +21,11 @@ import pytest
 from tests.conftest import ROOT
 from tests.support.net import HOST, free_port
 from tests.support.server import Latch, running_latch
+from tests.support.upstream import SEEN_COOKIE, browser_cookies, echo_app
 from tests.support.wait import eventually
 
 NGINX = "/usr/sbin/nginx"
 CONF = ROOT / "docs" / "nginx.conf"
-
-
-class Echo(BaseHTTPRequestHandler):
-    """The protected app: answers with the identity header nginx passed on."""
-
-    def _answer(self) -> None:
-        self.rfile.read(int(self.headers.get("content-length") or 0))
-        body = f"email={self.headers.get('X-Latch-Email', '')}".encode()
-        self.send_response(200)
-        self.send_header("content-length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    do_GET = _answer
-    do_POST = _answer
-
-    def log_message(self, format: str, *args: object) -> None:
-        """Quiet."""
-
-
-@contextmanager
-def echo_app() -> Iterator[str]:
-    server = ThreadingHTTPServer((HOST, 0), Echo)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"{HOST}:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 @contextmanager
@@ -152,3 +122,22 @@ def test_revoked_session_is_shut_out(stack: Stack) -> None:
             assert client.get("/x").text == "email=jack@example.com"
             assert browser.post("/api/logout", json={}).status_code == 204
             assert client.get("/x").status_code == 401
+
+
+def test_upstream_never_sees_the_refresh_cookie(stack: Stack) -> None:
+    with stack.latch.sign_in("kim@example.com") as browser:
+        jar = browser_cookies(dict(browser.cookies))
+    # Wherever the refresh cookie sits among the others, it is cut out and nothing else is;
+    # a stray second copy (another Path, or set before https) goes too.
+    reordered = [jar, dict(reversed(jar.items())), {"latch_refresh": jar["latch_refresh"], **jar}]
+    headers = ["; ".join(f"{k}={v}" for k, v in cookies.items()) for cookies in reordered]
+    headers.append(f"latch_refresh=stray; {headers[0]}")
+    # Its name under https.
+    headers.append(headers[0].replace("latch_refresh=", "__Host-latch_refresh="))
+    for header in headers:
+        answer = httpx.get(f"{stack.front}/page", headers={"Cookie": header})
+        assert answer.text == "email=kim@example.com"
+        seen = answer.headers[SEEN_COOKIE]
+        assert "latch_refresh" not in seen and jar["latch_refresh"] not in seen, seen
+        assert f"latch_session={jar['latch_session']}" in seen
+        assert "app_pref=dark" in seen and "app_cart=3" in seen

@@ -13,6 +13,7 @@ import pytest
 from service.errors import ConfigError
 from service.settings import (
     BrandSettings,
+    DkimSettings,
     LimitSettings,
     MailSettings,
     RuntimeSettings,
@@ -29,6 +30,7 @@ from tests.conftest import ROOT
 SECTIONS: tuple[type[Any], ...] = (
     StorageSettings,
     MailSettings,
+    DkimSettings,
     LimitSettings,
     SigninSettings,
     SessionSettings,

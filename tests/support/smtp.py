@@ -43,6 +43,7 @@ class Delivery:
     mail_from: str
     rcpt_tos: tuple[str, ...]
     message: EmailMessage
+    raw: bytes = b""  # exactly as received (CRLF line ends): what DKIM and spam filters see
 
 
 class _LoopbackController(Controller):
@@ -253,13 +254,15 @@ class SmtpSink(Running):
 
     def _deliver(self, envelope: Envelope) -> None:
         # SMTP carries lines as CRLF; tests compare bodies against "\n"-joined text.
-        raw = (envelope.original_content or b"").replace(b"\r\n", b"\n")
+        received = envelope.original_content or b""
+        raw = received.replace(b"\r\n", b"\n")
         message = email.message_from_bytes(raw, policy=email.policy.default)
         assert isinstance(message, EmailMessage)
         delivery = Delivery(
             mail_from=envelope.mail_from or "",
             rcpt_tos=tuple(envelope.rcpt_tos),
             message=message,
+            raw=received,
         )
         with self._changed:
             self._deliveries.append(delivery)

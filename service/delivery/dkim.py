@@ -1,0 +1,78 @@
+"""DKIM signing of a finished message (RFC 6376, rsa-sha256, relaxed/relaxed) with dkimpy.
+
+The signature covers bytes, while the transport is handed an EmailMessage that aiosmtplib
+serialises again. They agree because the message is 7-bit clean (rendered with
+cte_type="7bit": quoted-printable bodies, RFC 2047 headers), so every serialisation aiosmtplib
+may choose (SMTP or SMTPUTF8 policy, 8BITMIME or not) yields the signed bytes, and the signed
+message is re-read with refold_source="none", so its headers are written back exactly as
+signed. tests/delivery/test_reputation.py verifies what actually arrives over SMTP.
+"""
+
+from __future__ import annotations
+
+import email
+import email.policy
+from email.message import EmailMessage
+
+import dkim
+
+from service.errors import ConfigError
+from service.settings import DkimSettings
+
+# Serialisation of the signed bytes: what aiosmtplib writes for a 7-bit message.
+_WIRE = email.policy.SMTP.clone(cte_type="7bit")
+# Re-reading: keep the signed header lines (DKIM-Signature included) byte for byte.
+_READ_BACK = email.policy.default.clone(refold_source="none")
+
+# Signed once each, and From once more than present ("oversigning", RFC 6376 §8.15): a second
+# From header added on the way would break the signature instead of changing what is displayed.
+_SIGNED = (
+    b"from",
+    b"from",
+    b"to",
+    b"subject",
+    b"date",
+    b"message-id",
+    b"mime-version",
+    b"content-type",
+    b"auto-submitted",
+    b"x-auto-response-suppress",
+)
+
+
+class DkimSigner:
+    """Signs each sign-in mail as DKIM_DOMAIN with DKIM_SELECTOR's key."""
+
+    def __init__(self, settings: DkimSettings) -> None:
+        self.domain = settings.domain.encode("ascii")
+        self.selector = settings.selector.encode("ascii")
+        self._key = settings.private_key()
+        try:
+            # What dkim.sign will do with the key on every mail: fail at start, not per mail.
+            dkim.crypto.parse_pem_private_key(self._key)
+        except (dkim.crypto.UnparsableKeyError, ValueError) as e:
+            raise ConfigError(
+                "DKIM_PRIVATE_KEY_FILE holds a key dkimpy cannot use: " + type(e).__name__
+            ) from None
+
+    def sign(self, message: EmailMessage) -> EmailMessage:
+        """The message with a DKIM-Signature header first; the original is left as it was."""
+        raw = message.as_bytes(policy=_WIRE)
+        present = {name.lower().encode("ascii") for name in message}
+        headers = [h for h in _SIGNED if h in present or h == b"from"]
+        try:
+            signature = dkim.sign(
+                raw,
+                self.selector,
+                self.domain,
+                self._key,
+                canonicalize=(b"relaxed", b"relaxed"),
+                include_headers=headers,
+            )
+        except dkim.DKIMException as e:
+            # A ValueError fails the flow (Mailer._attempt): no unsigned mail goes out instead.
+            raise ValueError(f"DKIM signing failed: {type(e).__name__}") from None
+        signed = email.message_from_bytes(signature + raw, policy=_READ_BACK)
+        if not isinstance(signed, EmailMessage):  # pragma: no cover (policy.default's class)
+            raise TypeError("the signed message did not parse as an EmailMessage")
+        return signed
