@@ -21,9 +21,9 @@ from service.errors import (
     UnsupportedMediaTypeError,
 )
 from service.settings import Settings
-from service.signin.flows import Authenticated, Login, SecondStepDue, Started
-from service.signin.refresh import RefreshRefusedError, refresh
-from service.signin.steps import answer_second_step
+from service.signin.access import Authenticated
+from service.signin.flows import SecondStepDue, Started
+from service.signin.refresh import RefreshRefusedError
 from service.web.bodies import parse_json
 from service.web.cookies import (
     clear_flow_cookie,
@@ -36,7 +36,7 @@ from service.web.cookies import (
 )
 from service.web.identity import client, current_identity
 from service.web.security import origin_allowed, safe_next
-from service.web.state import app_state
+from service.web.state import AppState, app_state
 from service.web.surface import Surface
 
 MAX_FIELD = 2000
@@ -119,10 +119,10 @@ def _second_step_due(due: SecondStepDue, settings: Settings) -> Response:
     return response
 
 
-def _flow_id(request: Request, body: dict[str, Any], login: Login, settings: Settings) -> str:
+def _flow_id(request: Request, body: dict[str, Any], state: AppState) -> str:
     flow_id = text_field(body, "flow_id", required=False)
     if flow_id is None:
-        flow_id = login.flow_from_cookie(request.cookies.get(settings.flow_cookie))
+        flow_id = state.bindings.flow_of(request.cookies.get(state.settings.flow_cookie))
     if not flow_id:
         raise InvalidRequestError(
             "`flow_id` is required (or the latch_flow cookie).", field="flow_id"
@@ -147,7 +147,7 @@ async def resend(request: Request) -> Response:
     state = app_state(request)
     settings, login = state.settings, state.login
     body = await read_json(request, settings)
-    return _started(await login.resend(flow_id=_flow_id(request, body, login, settings)), settings)
+    return _started(await login.resend(flow_id=_flow_id(request, body, state)), settings)
 
 
 async def verify(request: Request) -> Response:
@@ -158,7 +158,7 @@ async def verify(request: Request) -> Response:
     code = text_field(body, "code") or ""
     ip, ua = client(request)
     auth = await login.verify_code(
-        flow_id=_flow_id(request, body, login, settings), code=code, ip=ip, user_agent=ua
+        flow_id=_flow_id(request, body, state), code=code, ip=ip, user_agent=ua
     )
     return _signed_in(auth, settings)
 
@@ -172,7 +172,7 @@ async def link(request: Request) -> Response:
     ip, ua = client(request)
     auth = await login.verify_link(
         token=token,
-        browser_flow_id=login.flow_from_cookie(request.cookies.get(settings.flow_cookie)),
+        browser_flow_id=state.bindings.flow_of(request.cookies.get(settings.flow_cookie)),
         ip=ip,
         user_agent=ua,
     )
@@ -188,9 +188,7 @@ async def second_factor(request: Request) -> Response:
     answer = text_field(body, "code") or ""
     ip, ua = client(request)
     try:
-        auth = await answer_second_step(
-            state.login,
-            state.factors,
+        auth = await state.steps.answer(
             cookie=request.cookies.get(signin_cookie_name(settings)),
             method=method,
             answer=answer,
@@ -244,9 +242,9 @@ async def auth_check(request: Request) -> Response:
 async def _rotate(request: Request) -> Authenticated:
     """Refresh with this browser's refresh cookie; a detected theft drops the cached session."""
     state = app_state(request)
-    settings, login, sessions = state.settings, state.login, state.sessions
+    settings, sessions = state.settings, state.sessions
     try:
-        return await refresh(login, request.cookies.get(settings.refresh_cookie))
+        return await state.refresher.refresh(request.cookies.get(settings.refresh_cookie))
     except RefreshRefusedError as e:
         if e.revoked:
             sessions.forget(e.revoked)

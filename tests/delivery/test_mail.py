@@ -142,7 +142,7 @@ class GateTransport:
 
 def _view(client: TestClient, flow_id: str) -> dict[str, Any]:
     assert client.portal is not None
-    view: dict[str, Any] | None = client.portal.call(app_state_of(client).login.flow_view, flow_id)
+    view: dict[str, Any] | None = client.portal.call(app_state_of(client).code_page.view, flow_id)
     assert view is not None
     return view
 

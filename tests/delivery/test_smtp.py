@@ -53,7 +53,7 @@ class TappedSmtp:
 def flow_view(client: TestClient, flow_id: str) -> dict[str, Any]:
     """Login.flow_view, run on the app's event loop."""
     assert client.portal is not None
-    view: dict[str, Any] | None = client.portal.call(app_state_of(client).login.flow_view, flow_id)
+    view: dict[str, Any] | None = client.portal.call(app_state_of(client).code_page.view, flow_id)
     assert view is not None
     return view
 

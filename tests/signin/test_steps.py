@@ -20,7 +20,7 @@ import jwt
 import pytest
 
 from service import db, store
-from service.crypto import Keys, keyed_hash
+from service.crypto import Keys
 from service.db import Q, UseCase
 from service.db.sqlite import SQLiteDatabase
 from service.delivery.mail import Mailer
@@ -32,9 +32,9 @@ from service.errors import (
     SigninExpiredError,
 )
 from service.settings import Settings
-from service.signin.flows import Authenticated, Login, SecondStepDue
-from service.signin.refresh import refresh
-from service.signin.steps import SecondFactors, answer_second_step
+from service.signin.access import Authenticated
+from service.signin.flows import SecondStepDue
+from service.signin.wiring import Signin, build_signin
 from service.tokens import Keyring, ensure_key
 from tests.conftest import FakeClock, RecordingTransport, SettingsFactory, mail_code, mail_token
 from tests.support.factors import TestTotp, give_second_factors
@@ -53,12 +53,11 @@ LINK_STEPS = 8
 class Rig:
     """The sign-in collaborators create_app would build, on a SQLite file."""
 
-    login: Login
+    signin: Signin
     database: SQLiteDatabase
     transport: RecordingTransport
     clock: FakeClock
     totp: TestTotp
-    factors: SecondFactors
     path: Path
 
     async def _mail(self, email: str, index: int) -> Any:
@@ -79,7 +78,7 @@ class Rig:
     async def started(self, email: str) -> tuple[str, Any]:
         """Start a flow for `email`; its id and its mail."""
         before = len([m for m in self.transport.messages if m["To"] == email])
-        started = await self.login.start(
+        started = await self.signin.login.start(
             email=email, next_url="/next", ip="10.0.0.1", user_agent="t"
         )
         return started.flow_id, await self._mail(email, before)
@@ -87,14 +86,12 @@ class Rig:
     async def first_step(self, email: str) -> Authenticated | SecondStepDue:
         """Start a flow and answer it with the mailed code."""
         flow_id, message = await self.started(email)
-        return await self.login.verify_code(
+        return await self.signin.login.verify_code(
             flow_id=flow_id, code=mail_code(message), ip="10.0.0.1", user_agent="t"
         )
 
     async def answer(self, due: SecondStepDue, answer: str, method: str = "totp") -> Authenticated:
-        return await answer_second_step(
-            self.login,
-            self.factors,
+        return await self.signin.steps.answer(
             cookie=due.signin_cookie,
             method=method,
             answer=answer,
@@ -127,15 +124,8 @@ async def rig(
     mailer.start()
     totp = TestTotp()
     try:
-        yield Rig(
-            Login(settings, database, mailer, keyring, clock),
-            database,
-            transport,
-            clock,
-            totp,
-            SecondFactors([totp]),
-            path,
-        )
+        signin = build_signin(settings, database, mailer, keyring, clock, second_factors=[totp])
+        yield Rig(signin, database, transport, clock, totp, path)
     finally:
         await mailer.drain(5)
         await database.disconnect()
@@ -176,13 +166,13 @@ def _claims(token: str) -> dict[str, Any]:
 async def _counted_verifies(r: Rig, email: str) -> tuple[int, int, list[store.Outcome]]:
     """How many statements a code verify and a link verify of `email` yield, and what they
     decide (each on a flow of its own, through the store use cases the Login runs)."""
-    login, now = r.login, int(r.clock())
+    login, now = r.signin.login, int(r.clock())
     counts, outcomes = [], []
     for how in ("code", "link"):
         flow_id, message = await r.started(email)
         session, _ = login.new_session("10.0.0.1", "t")
         if how == "code":
-            code_hash = keyed_hash(login.keys.code, flow_id, mail_code(message))
+            code_hash = login.code_hash(flow_id, mail_code(message))
             use_case = store.verify_code(
                 flow_id,
                 code_hash,
@@ -192,7 +182,7 @@ async def _counted_verifies(r: Rig, email: str) -> tuple[int, int, list[store.Ou
                 now=now,
             )
         else:
-            _, link_hash = login.read_link(mail_token(message))
+            _, link_hash = login.links.read(mail_token(message))
             use_case = store.verify_link(
                 flow_id,
                 link_hash,
@@ -244,7 +234,7 @@ def test_code_and_link_of_a_user_with_a_second_factor_grant_no_session(run: Any)
         assert isinstance(due, SecondStepDue)
         assert due.methods == ("totp",) and due.next_url == "/next"
         flow_id, message = await r.started(ALICE)
-        by_link = await r.login.verify_link(
+        by_link = await r.signin.login.verify_link(
             token=mail_token(message), browser_flow_id=None, ip="10.0.0.1", user_agent="t"
         )
         assert isinstance(by_link, SecondStepDue)
@@ -353,19 +343,21 @@ def test_cookie_of_one_signin_does_not_advance_another(
         alice, bob = await r.enrol(ALICE), await r.enrol(BOB)
         due_a, due_b = await r.first_step(ALICE), await r.first_step(BOB)
         assert isinstance(due_a, SecondStepDue) and isinstance(due_b, SecondStepDue)
-        a_id, a_flow = r.login.signin_from_cookie(due_a.signin_cookie) or ("", "")
-        b_id, b_flow = r.login.signin_from_cookie(due_b.signin_cookie) or ("", "")
+        a_id, a_flow = r.signin.bindings.signin_of(due_a.signin_cookie) or ("", "")
+        b_id, b_flow = r.signin.bindings.signin_of(due_b.signin_cookie) or ("", "")
         # Alice's code on Bob's cookie is a wrong answer to Bob's sign-in, nothing more.
         with pytest.raises(InvalidCodeError):
             await r.answer(due_b, r.totp.code(alice, r.clock()))
         # A cookie naming Alice's sign-in with Bob's flow (genuinely signed: the binding is
         # checked in the database too) names no pending sign-in.
-        crossed = SecondStepDue(("totp",), r.login.signin_cookies.dumps(f"{a_id}.{b_flow}"), "/")
+        crossed = SecondStepDue(("totp",), r.signin.bindings.signin_cookie(a_id, b_flow), "/")
         with caplog.at_level(logging.INFO, "latch.steps"), pytest.raises(SigninExpiredError):
             await r.answer(crossed, r.totp.code(alice, r.clock()))
         assert "step.refused reason=not_found" in caplog.text
         # A latch_flow cookie value is signed for another purpose and is refused unread.
-        flow_cookie = SecondStepDue(("totp",), r.login.flow_cookies.dumps(f"{a_id}.{a_flow}"), "/")
+        flow_cookie = SecondStepDue(
+            ("totp",), r.signin.bindings.flow_cookie(f"{a_id}.{a_flow}"), "/"
+        )
         with pytest.raises(SigninExpiredError):
             await r.answer(flow_cookie, r.totp.code(alice, r.clock()))
         assert dict(r.rows("SELECT id, attempts FROM signins")) == {a_id: 0, b_id: 1}
@@ -402,7 +394,7 @@ def test_refresh_keeps_how_the_session_signed_in(run: Any) -> None:
         auth = await r.answer(due, r.totp.code(user_id, r.clock()))
         first = _claims(auth.access_token)
         r.clock.advance(600)
-        again = await refresh(r.login, auth.refresh_token)
+        again = await r.signin.refresher.refresh(auth.refresh_token)
         claims = _claims(again.access_token)
         assert (claims["amr"], claims["acr"], claims["auth_time"]) == (
             first["amr"],
