@@ -51,7 +51,7 @@ class TappedSmtp:
 
 
 def flow_view(client: TestClient, flow_id: str) -> dict[str, Any]:
-    """Login.flow_view, run on the app's event loop."""
+    """CodePage.view (service/signin/view.py), run on the app's event loop."""
     assert client.portal is not None
     view: dict[str, Any] | None = client.portal.call(app_state_of(client).code_page.view, flow_id)
     assert view is not None

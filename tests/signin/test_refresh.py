@@ -1,5 +1,5 @@
 """The refresh use case of service/signin/refresh.py on its own: rotation, the grace for two
-tabs, reuse detection, idle expiry. No HTTP: the app's Login on a real SQLite file."""
+tabs, reuse detection, idle expiry. No HTTP: the app's Refresher on a real SQLite file."""
 
 from __future__ import annotations
 
