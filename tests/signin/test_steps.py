@@ -90,6 +90,21 @@ class Rig:
             flow_id=flow_id, code=mail_code(message), ip="10.0.0.1", user_agent="t"
         )
 
+    async def second_step_due(self, email: str) -> tuple[str, SecondStepDue]:
+        """Enrol `email` in the test TOTP and pass its first step: its user id and the step."""
+        user_id = await self.enrol(email)
+        due = await self.first_step(email)
+        assert isinstance(due, SecondStepDue), due
+        return user_id, due
+
+    def right_code(self, user_id: str) -> str:
+        """The test TOTP's code for `user_id` now."""
+        return self.totp.code(user_id, self.clock())
+
+    def count(self, table: str) -> int:
+        """How many rows `table` holds."""
+        return int(self.rows(f"SELECT COUNT(*) FROM {table}")[0][0])
+
     async def answer(self, due: SecondStepDue, answer: str, method: str = "totp") -> Authenticated:
         return await self.signin.steps.answer(
             cookie=due.signin_cookie,
@@ -172,25 +187,12 @@ async def _counted_verifies(r: Rig, email: str) -> tuple[int, int, list[store.Ou
         flow_id, message = await r.started(email)
         session, _ = login.new_session("10.0.0.1", "t")
         if how == "code":
-            code_hash = login.code_hash(flow_id, mail_code(message))
-            use_case = store.verify_code(
-                flow_id,
-                code_hash,
-                session=session,
-                limits=login.limits,
-                allow_signup=True,
-                now=now,
-            )
+            verify, secret_hash = store.verify_code, login.code_hash(flow_id, mail_code(message))
         else:
-            _, link_hash = login.links.read(mail_token(message))
-            use_case = store.verify_link(
-                flow_id,
-                link_hash,
-                session=session,
-                limits=login.limits,
-                allow_signup=True,
-                now=now,
-            )
+            verify, (_, secret_hash) = store.verify_link, login.links.read(mail_token(message))
+        use_case = verify(
+            flow_id, secret_hash, session=session, limits=login.limits, allow_signup=True, now=now
+        )
         statements: list[str] = []
         outcomes.append(await r.database.run(counted(use_case, statements)))
         counts.append(len(statements))
@@ -218,7 +220,7 @@ def test_verify_with_a_second_factor_opens_a_pending_signin_in_the_same_round_tr
             assert outcome.state == "ok" and outcome.sign_in is None
             assert outcome.step is not None and outcome.step.methods == ("totp",)
             assert outcome.step.user_id == user_id and outcome.step.amr == ("email",)
-        assert r.rows("SELECT COUNT(*) FROM sessions") == [(0,)]
+        assert r.count("sessions") == 0
         assert (
             r.rows("SELECT user_id, amr, attempts, consumed_at FROM signins")
             == [(user_id, "email", 0, None)] * 2
@@ -229,9 +231,7 @@ def test_verify_with_a_second_factor_opens_a_pending_signin_in_the_same_round_tr
 
 def test_code_and_link_of_a_user_with_a_second_factor_grant_no_session(run: Any) -> None:
     async def scenario(r: Rig) -> None:
-        await r.enrol(ALICE)
-        due = await r.first_step(ALICE)
-        assert isinstance(due, SecondStepDue)
+        _, due = await r.second_step_due(ALICE)
         assert due.methods == ("totp",) and due.next_url == "/next"
         flow_id, message = await r.started(ALICE)
         by_link = await r.signin.login.verify_link(
@@ -239,7 +239,7 @@ def test_code_and_link_of_a_user_with_a_second_factor_grant_no_session(run: Any)
         )
         assert isinstance(by_link, SecondStepDue)
         assert by_link.signin_cookie != due.signin_cookie
-        assert r.rows("SELECT COUNT(*) FROM sessions") == [(0,)]
+        assert r.count("sessions") == 0
 
     run(scenario)
 
@@ -249,11 +249,9 @@ def test_code_and_link_of_a_user_with_a_second_factor_grant_no_session(run: Any)
 
 def test_right_second_answer_opens_an_aal2_session_that_records_how(run: Any) -> None:
     async def scenario(r: Rig) -> None:
-        user_id = await r.enrol(ALICE)
-        due = await r.first_step(ALICE)
-        assert isinstance(due, SecondStepDue)
+        user_id, due = await r.second_step_due(ALICE)
         r.clock.advance(40)
-        auth = await r.answer(due, r.totp.code(user_id, r.clock()))
+        auth = await r.answer(due, r.right_code(user_id))
         assert auth.user_id == user_id and auth.email == ALICE and auth.next_url == "/next"
         assert r.rows("SELECT user_id, aal, amr, auth_time FROM sessions") == [
             (user_id, 2, "email otp mfa", int(r.clock()))
@@ -280,10 +278,8 @@ def test_email_alone_opens_an_aal1_session(run: Any) -> None:
 
 def test_two_racing_right_answers_open_exactly_one_session(run: Any) -> None:
     async def scenario(r: Rig) -> None:
-        user_id = await r.enrol(ALICE)
-        due = await r.first_step(ALICE)
-        assert isinstance(due, SecondStepDue)
-        code = r.totp.code(user_id, r.clock())
+        user_id, due = await r.second_step_due(ALICE)
+        code = r.right_code(user_id)
         results = await asyncio.gather(
             *(r.answer(due, code) for _ in range(4)), return_exceptions=True
         )
@@ -291,7 +287,7 @@ def test_two_racing_right_answers_open_exactly_one_session(run: Any) -> None:
         won = [x for x in results if isinstance(x, Authenticated)]
         lost = [x for x in results if isinstance(x, FlowUsedError)]
         assert (len(won), len(lost)) == (1, 3), results
-        assert r.rows("SELECT COUNT(*) FROM sessions") == [(1,)]
+        assert r.count("sessions") == 1
 
     run(scenario)
 
@@ -300,9 +296,7 @@ def test_fifth_wrong_answer_ends_the_pending_signin(
     run: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
     async def scenario(r: Rig) -> None:
-        user_id = await r.enrol(ALICE)
-        due = await r.first_step(ALICE)
-        assert isinstance(due, SecondStepDue)
+        user_id, due = await r.second_step_due(ALICE)
         left: list[int] = []
         for _ in range(5):
             with pytest.raises(InvalidCodeError) as wrong:
@@ -310,10 +304,10 @@ def test_fifth_wrong_answer_ends_the_pending_signin(
             left.append(wrong.value.tries_left)
         assert left == [4, 3, 2, 1, 0]
         with caplog.at_level(logging.INFO, "latch.steps"), pytest.raises(FlowDeadError):
-            await r.answer(due, r.totp.code(user_id, r.clock()))  # even the right one
+            await r.answer(due, r.right_code(user_id))  # even the right one
         assert "step.refused reason=dead" in caplog.text
         assert r.totp.checked == 5
-        assert r.rows("SELECT COUNT(*) FROM sessions") == [(0,)]
+        assert r.count("sessions") == 0
 
     run(scenario)
 
@@ -322,12 +316,10 @@ def test_pending_signin_expires_after_five_minutes(
     run: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
     async def scenario(r: Rig) -> None:
-        user_id = await r.enrol(ALICE)
-        due = await r.first_step(ALICE)
-        assert isinstance(due, SecondStepDue)
+        user_id, due = await r.second_step_due(ALICE)
         r.clock.advance(301)
         with caplog.at_level(logging.INFO, "latch.steps"), pytest.raises(SigninExpiredError):
-            await r.answer(due, r.totp.code(user_id, r.clock()))
+            await r.answer(due, r.right_code(user_id))
         assert "step.refused reason=expired" in caplog.text
         assert r.totp.checked == 0
         purged = await r.database.run(store.purge(int(r.clock()), 86400))
@@ -340,28 +332,26 @@ def test_cookie_of_one_signin_does_not_advance_another(
     run: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
     async def scenario(r: Rig) -> None:
-        alice, bob = await r.enrol(ALICE), await r.enrol(BOB)
-        due_a, due_b = await r.first_step(ALICE), await r.first_step(BOB)
-        assert isinstance(due_a, SecondStepDue) and isinstance(due_b, SecondStepDue)
+        (alice, due_a), (bob, due_b) = await r.second_step_due(ALICE), await r.second_step_due(BOB)
         a_id, a_flow = r.signin.bindings.signin_of(due_a.signin_cookie) or ("", "")
         b_id, b_flow = r.signin.bindings.signin_of(due_b.signin_cookie) or ("", "")
         # Alice's code on Bob's cookie is a wrong answer to Bob's sign-in, nothing more.
         with pytest.raises(InvalidCodeError):
-            await r.answer(due_b, r.totp.code(alice, r.clock()))
+            await r.answer(due_b, r.right_code(alice))
         # A cookie naming Alice's sign-in with Bob's flow (genuinely signed: the binding is
         # checked in the database too) names no pending sign-in.
         crossed = SecondStepDue(("totp",), r.signin.bindings.signin_cookie(a_id, b_flow), "/")
         with caplog.at_level(logging.INFO, "latch.steps"), pytest.raises(SigninExpiredError):
-            await r.answer(crossed, r.totp.code(alice, r.clock()))
+            await r.answer(crossed, r.right_code(alice))
         assert "step.refused reason=not_found" in caplog.text
         # A latch_flow cookie value is signed for another purpose and is refused unread.
         flow_cookie = SecondStepDue(
             ("totp",), r.signin.bindings.flow_cookie(f"{a_id}.{a_flow}"), "/"
         )
         with pytest.raises(SigninExpiredError):
-            await r.answer(flow_cookie, r.totp.code(alice, r.clock()))
+            await r.answer(flow_cookie, r.right_code(alice))
         assert dict(r.rows("SELECT id, attempts FROM signins")) == {a_id: 0, b_id: 1}
-        auth = await r.answer(due_b, r.totp.code(bob, r.clock()))
+        auth = await r.answer(due_b, r.right_code(bob))
         assert auth.user_id == bob
 
     run(scenario)
@@ -381,17 +371,15 @@ def test_method_without_a_registered_factor_is_refused_and_not_counted(
         # Nor does a registered method the user does not have open anything.
         with pytest.raises(InvalidRequestError):
             await r.answer(due, "123456", method="totp")
-        assert r.rows("SELECT COUNT(*) FROM sessions") == [(0,)]
+        assert r.count("sessions") == 0
 
     run(scenario)
 
 
 def test_refresh_keeps_how_the_session_signed_in(run: Any) -> None:
     async def scenario(r: Rig) -> None:
-        user_id = await r.enrol(ALICE)
-        due = await r.first_step(ALICE)
-        assert isinstance(due, SecondStepDue)
-        auth = await r.answer(due, r.totp.code(user_id, r.clock()))
+        user_id, due = await r.second_step_due(ALICE)
+        auth = await r.answer(due, r.right_code(user_id))
         first = _claims(auth.access_token)
         r.clock.advance(600)
         again = await r.signin.refresher.refresh(auth.refresh_token)
