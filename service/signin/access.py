@@ -56,13 +56,34 @@ class AccessTokens:
     def authenticated(self, sign_in: store.SignIn, refresh: str) -> Authenticated:
         """The tokens of a session just opened."""
         s = sign_in
-        assurance = Assurance.of(aal=s.aal, amr=s.amr, auth_time=s.auth_time)
-        return Authenticated(
+        return self.grant(
             user_id=s.user_id,
             email=s.email,
             session_id=s.session_id,
             session_expires_at=s.session_expires_at,
-            access_token=self.issue(s.user_id, s.email, s.session_id, assurance),
-            refresh_token=refresh,
+            assurance=Assurance.of(aal=s.aal, amr=s.amr, auth_time=s.auth_time),
+            refresh=refresh,
             next_url=s.next_url,
+        )
+
+    def grant(
+        self,
+        *,
+        user_id: str,
+        email: str,
+        session_id: str,
+        session_expires_at: int,
+        assurance: Assurance,
+        refresh: str,
+        next_url: str,
+    ) -> Authenticated:
+        """A new access JWT for a session, with the refresh token that goes with it."""
+        return Authenticated(
+            user_id=user_id,
+            email=email,
+            session_id=session_id,
+            session_expires_at=session_expires_at,
+            access_token=self.issue(user_id, email, session_id, assurance),
+            refresh_token=refresh,
+            next_url=next_url,
         )

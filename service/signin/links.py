@@ -12,6 +12,7 @@ from service import crypto
 from service.crypto import Keys, LinkSigner, LinkTokenError, LinkTokenExpiredError
 from service.errors import FlowExpiredError, InvalidLinkError
 
+# The flows' logger, as before the codec had a module: operators filter on it.
 log = logging.getLogger("latch.flows")
 
 

@@ -103,14 +103,12 @@ class Refresher:
         # A refreshed token says how the session signed in, not that it signed in again: amr,
         # acr and auth_time come from the session row the rotation returned.
         assurance = Assurance.of(aal=outcome.aal, amr=outcome.amr, auth_time=outcome.auth_time)
-        return Authenticated(
+        return self.access.grant(
             user_id=outcome.user_id,
             email=outcome.email,
             session_id=outcome.session_id,
             session_expires_at=outcome.expires_at,
-            access_token=self.access.issue(
-                outcome.user_id, outcome.email, outcome.session_id, assurance
-            ),
-            refresh_token=tokens[1],
+            assurance=assurance,
+            refresh=tokens[1],
             next_url="",
         )
