@@ -12,7 +12,7 @@ from service import crypto
 from service.crypto import Keys, LinkSigner, LinkTokenError, LinkTokenExpiredError
 from service.errors import FlowExpiredError, InvalidLinkError
 
-# The flows' logger, as before the codec had a module: operators filter on it.
+# The flows' logger, kept from before the codec had a module: its log lines keep their name.
 log = logging.getLogger("latch.flows")
 
 
