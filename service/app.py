@@ -26,9 +26,9 @@ from service.errors import ConfigError, MethodNotAllowedError, NotFoundError, Se
 from service.pages import render as pages_render
 from service.pages import signin as pages_signin
 from service.settings import Settings
-from service.signin.flows import Login
 from service.signin.sessions import Sessions
-from service.signin.steps import SecondFactor, SecondFactors
+from service.signin.steps import SecondFactor
+from service.signin.wiring import build_signin
 from service.tokens import AlgorithmMismatchError, Keyring, ensure_key
 from service.web.metrics import AccessLogMiddleware, Metrics
 from service.web.public_cors import PublicCorsMiddleware
@@ -128,6 +128,15 @@ def create_app(
         },
         lifespan=lifespan,
     )
+    signin = build_signin(
+        settings,
+        database,
+        mailer,
+        keyring,
+        clock,
+        new_code=new_code,
+        second_factors=second_factors,
+    )
     attach_state(
         app,
         AppState(
@@ -135,9 +144,13 @@ def create_app(
             database=database,
             keyring=keyring,
             mailer=mailer,
-            login=Login(settings, database, mailer, keyring, clock, new_code=new_code),
+            login=signin.login,
+            refresher=signin.refresher,
+            steps=signin.steps,
+            factors=signin.factors,
+            code_page=signin.code_page,
+            bindings=signin.bindings,
             sessions=Sessions(settings, database, keyring, clock),
-            factors=SecondFactors(second_factors),
             metrics=metrics,
             clock=clock,
         ),

@@ -23,7 +23,6 @@ from service.errors import (
     SigninExpiredError,
 )
 from service.pages.render import error_page, redirect, render
-from service.signin.steps import answer_second_step, pending_step
 from service.store import PendingStep
 from service.web import csrf
 from service.web.cookies import (
@@ -117,9 +116,7 @@ async def second_factor_page(request: Request) -> Response:
     """GET /login/second-factor?method=…: the form for the pending sign-in's next step."""
     state = app_state(request)
     try:
-        step = await pending_step(
-            state.login, request.cookies.get(signin_cookie_name(state.settings))
-        )
+        step = await state.steps.pending(request.cookies.get(signin_cookie_name(state.settings)))
     except (FlowDeadError, FlowUsedError, SigninExpiredError) as e:
         return _ended(request, e)
     return await _page(request, step, _chosen(step, request.query_params.get("method")))
@@ -134,9 +131,7 @@ async def second_factor_submit(request: Request) -> Response:
     method = csrf.field(form, "method")
     ip, ua = client(request)
     try:
-        auth = await answer_second_step(
-            state.login,
-            state.factors,
+        auth = await state.steps.answer(
             cookie=cookie,
             method=method,
             answer=csrf.field(form, "code"),
@@ -147,7 +142,7 @@ async def second_factor_submit(request: Request) -> Response:
         return _ended(request, e)
     except ServiceError as e:
         try:
-            step = await pending_step(state.login, cookie)
+            step = await state.steps.pending(cookie)
         except (FlowDeadError, FlowUsedError, SigninExpiredError) as ended:
             # The fifth wrong answer: say why the sign-in ended, not "0 tries left".
             return _ended(request, ended)

@@ -28,7 +28,8 @@ from service.errors import (
 from service.pages import account, brand, second_factor
 from service.pages.render import STATIC, CachedStatic, error_page, redirect, render
 from service.settings import Settings
-from service.signin.flows import Authenticated, Login, SecondStepDue
+from service.signin.access import Authenticated
+from service.signin.flows import SecondStepDue
 from service.web import csrf
 from service.web.cookies import (
     clear_flow_cookie,
@@ -38,7 +39,7 @@ from service.web.cookies import (
 )
 from service.web.identity import client, current_identity
 from service.web.security import safe_next
-from service.web.state import app_state
+from service.web.state import AppState, app_state
 
 log = logging.getLogger("latch.web")
 
@@ -46,8 +47,8 @@ log = logging.getLogger("latch.web")
 ENDED = {"used": FlowUsedError, "expired": FlowExpiredError, "dead": FlowDeadError}
 
 
-def _browser_flow(request: Request, settings: Settings, login: Login) -> str | None:
-    return login.flow_from_cookie(request.cookies.get(settings.flow_cookie))
+def _browser_flow(request: Request, state: AppState) -> str | None:
+    return state.bindings.flow_of(request.cookies.get(state.settings.flow_cookie))
 
 
 def _signed_in(auth: Authenticated | SecondStepDue, settings: Settings) -> Response:
@@ -112,8 +113,7 @@ async def code_view(
     request: Request, flow_id: str, *, error: ServiceError | None = None, notice: str | None = None
 ) -> Response:
     """The code page for a flow, with an error from the last attempt if any."""
-    login = app_state(request).login
-    view = await login.flow_view(flow_id)
+    view = await app_state(request).code_page.view(flow_id)
     if view is None:
         return error_page(request, error or FlowExpiredError())
     ended = ENDED.get(view["state"])
@@ -142,9 +142,7 @@ def _no_flow(request: Request) -> Response:
 
 async def code_page(request: Request) -> Response:
     """GET /login/code: the code form of this browser's flow."""
-    state = app_state(request)
-    settings, login = state.settings, state.login
-    flow_id = _browser_flow(request, settings, login)
+    flow_id = _browser_flow(request, app_state(request))
     if flow_id is None:
         return redirect("/login")
     notice = "We sent a new code." if request.query_params.get("sent") else None
@@ -156,7 +154,7 @@ async def code_submit(request: Request) -> Response:
     state = app_state(request)
     settings, login = state.settings, state.login
     form = await csrf.read_form(request)
-    flow_id = _browser_flow(request, settings, login)
+    flow_id = _browser_flow(request, state)
     if flow_id is None:
         return _no_flow(request)
     ip, ua = client(request)
@@ -174,7 +172,7 @@ async def resend_submit(request: Request) -> Response:
     state = app_state(request)
     settings, login = state.settings, state.login
     await csrf.read_form(request)
-    flow_id = _browser_flow(request, settings, login)
+    flow_id = _browser_flow(request, state)
     if flow_id is None:
         return _no_flow(request)
     try:
@@ -207,7 +205,7 @@ async def link_submit(request: Request) -> Response:
     ip, ua = client(request)
     auth = await login.verify_link(
         token=csrf.field(form, "t"),
-        browser_flow_id=_browser_flow(request, settings, login),
+        browser_flow_id=_browser_flow(request, state),
         ip=ip,
         user_agent=ua,
     )

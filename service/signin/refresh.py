@@ -22,11 +22,14 @@ import hashlib
 import hmac
 import logging
 import re
+from collections.abc import Callable
 
 from service import crypto, store
+from service.db import Database
 from service.errors import UnauthenticatedError
+from service.settings import Settings
+from service.signin.access import AccessTokens, Authenticated
 from service.signin.assurance import Assurance
-from service.signin.flows import Authenticated, Login
 
 log = logging.getLogger("latch.refresh")
 
@@ -59,44 +62,53 @@ def chain_of(key: bytes, token: str, depth: int = REUSE_DEPTH) -> list[str]:
     return tokens
 
 
-def chain_key(login: Login) -> bytes:
-    """The subkey of the refresh chain (a purpose of its own, never the raw SECRET_KEY)."""
-    return crypto.derive_subkey(login.settings.secret_key, "refresh-chain")
+class Refresher:
+    """The refresh use case, with its own collaborators (built once by create_app)."""
 
+    def __init__(
+        self,
+        settings: Settings,
+        database: Database,
+        access: AccessTokens,
+        clock: Callable[[], float],
+    ) -> None:
+        self.sessions = settings.sessions
+        self.db = database
+        self.access = access
+        self.clock = clock
+        # The subkey of the refresh chain: a purpose of its own, never the raw SECRET_KEY.
+        self.chain_key = crypto.derive_subkey(settings.secret_key, "refresh-chain")
 
-async def refresh(login: Login, token: str | None) -> Authenticated:
-    """Rotate the refresh token and issue a new access JWT, else RefreshRefusedError."""
-    if not token or not _TOKEN.fullmatch(token):
-        raise RefreshRefusedError()
-    settings = login.settings
-    tokens = chain_of(chain_key(login), token)
-    outcome = await login.db.run(
-        store.rotate_refresh(
-            [crypto.sha256_hex(t) for t in tokens],
-            now=int(login.clock()),
-            grace=settings.sessions.refresh_grace,
-            idle_ttl=settings.sessions.idle_ttl,
+    async def refresh(self, token: str | None) -> Authenticated:
+        """Rotate the refresh token and issue a new access JWT, else RefreshRefusedError."""
+        if not token or not _TOKEN.fullmatch(token):
+            raise RefreshRefusedError()
+        tokens = chain_of(self.chain_key, token)
+        outcome = await self.db.run(
+            store.rotate_refresh(
+                [crypto.sha256_hex(t) for t in tokens],
+                now=int(self.clock()),
+                grace=self.sessions.refresh_grace,
+                idle_ttl=self.sessions.idle_ttl,
+            )
         )
-    )
-    if outcome.state not in (store.RotationState.ROTATED, store.RotationState.GRACE):
-        sid = outcome.session_id[:8]
-        if outcome.state is store.RotationState.THEFT:
-            log.warning("session.revoked reason=refresh-reuse session=%s", sid)
-            raise RefreshRefusedError(revoked=outcome.session_id)
-        log.info("refresh.refused reason=%s session=%s", outcome.state, sid)
-        raise RefreshRefusedError()
-    log.info("session.refreshed how=%s session=%s", outcome.state, outcome.session_id[:8])
-    # A refreshed token says how the session signed in, not that it signed in again: amr,
-    # acr and auth_time come from the session row the rotation returned.
-    assurance = Assurance.of(aal=outcome.aal, amr=outcome.amr, auth_time=outcome.auth_time)
-    return Authenticated(
-        user_id=outcome.user_id,
-        email=outcome.email,
-        session_id=outcome.session_id,
-        session_expires_at=outcome.expires_at,
-        access_token=login.issue_access(
-            outcome.user_id, outcome.email, outcome.session_id, assurance
-        ),
-        refresh_token=tokens[1],
-        next_url="",
-    )
+        if outcome.state not in (store.RotationState.ROTATED, store.RotationState.GRACE):
+            sid = outcome.session_id[:8]
+            if outcome.state is store.RotationState.THEFT:
+                log.warning("session.revoked reason=refresh-reuse session=%s", sid)
+                raise RefreshRefusedError(revoked=outcome.session_id)
+            log.info("refresh.refused reason=%s session=%s", outcome.state, sid)
+            raise RefreshRefusedError()
+        log.info("session.refreshed how=%s session=%s", outcome.state, outcome.session_id[:8])
+        # A refreshed token says how the session signed in, not that it signed in again: amr,
+        # acr and auth_time come from the session row the rotation returned.
+        assurance = Assurance.of(aal=outcome.aal, amr=outcome.amr, auth_time=outcome.auth_time)
+        return self.access.grant(
+            user_id=outcome.user_id,
+            email=outcome.email,
+            session_id=outcome.session_id,
+            session_expires_at=outcome.expires_at,
+            assurance=assurance,
+            refresh=tokens[1],
+            next_url="",
+        )

@@ -6,7 +6,7 @@ holds only a `latch_signin` cookie naming it (signed, 5 minutes, bound to the fl
 is granted on that cookie: it is not an access token and no endpoint but the second step reads
 it. The second step is answered here, by whichever `SecondFactor` is registered for the method.
 
-Factors plug in through `SecondFactors`, built by `create_app` and passed to this use case.
+Factors plug in through `SecondFactors`, built by `create_app` and held by `SecondStep`.
 No factor ships yet (TOTP, recovery codes and passkeys come with their own features), so today
 a user whose `second_factors` names a method nobody registered cannot finish signing in: that
 fails closed, never back to email alone.
@@ -15,17 +15,21 @@ fails closed, never back to email alone.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Protocol
 
 from service import store
+from service.db import Database
 from service.errors import (
     InvalidCodeError,
     InvalidRequestError,
     SigninExpiredError,
 )
+from service.settings import Settings
+from service.signin.access import AccessTokens, Authenticated
 from service.signin.assurance import Method, assurance_of
-from service.signin.flows import Authenticated, Login
+from service.signin.bindings import Bindings
+from service.signin.opening import new_session
 from service.signin.refusals import step_refusal
 
 log = logging.getLogger("latch.steps")
@@ -62,67 +66,93 @@ class SecondFactors:
         return self._by_method.get(method)
 
 
-async def pending_step(login: Login, cookie: str | None) -> store.PendingStep:
-    """The pending sign-in this browser's `latch_signin` cookie names, else SigninExpiredError."""
-    bound = login.signin_from_cookie(cookie)
-    if bound is None:
-        raise SigninExpiredError()
-    found = await login.db.run(
-        store.get_step(bound[0], bound[1], int(login.clock()), MAX_ANSWERS), write=False
-    )
-    if found.step is None:
-        raise step_refusal(found.state)
-    return found.step
+class SecondStep:
+    """The second step's use cases: read the pending sign-in, answer it."""
 
+    def __init__(
+        self,
+        settings: Settings,
+        database: Database,
+        factors: SecondFactors,
+        *,
+        bindings: Bindings,
+        access: AccessTokens,
+        clock: Callable[[], float],
+    ) -> None:
+        self.sessions = settings.sessions
+        self.db = database
+        self.factors = factors
+        self.bindings = bindings
+        self.access = access
+        self.clock = clock
 
-async def answer_second_step(
-    login: Login,
-    factors: SecondFactors,
-    *,
-    cookie: str | None,
-    method: str,
-    answer: str,
-    ip: str,
-    user_agent: str,
-) -> Authenticated:
-    """Check a second-step answer and, when right, open the session of the pending sign-in.
+    async def pending(self, cookie: str | None) -> store.PendingStep:
+        """The pending sign-in this browser's `latch_signin` cookie names, else
+        SigninExpiredError."""
+        bound = self.bindings.signin_of(cookie)
+        if bound is None:
+            raise SigninExpiredError()
+        found = await self.db.run(
+            store.get_step(bound[0], bound[1], int(self.clock()), MAX_ANSWERS), write=False
+        )
+        if found.step is None:
+            raise step_refusal(found.state)
+        return found.step
 
-    The attempt is counted before the factor checks the answer, so the fifth wrong answer is
-    the last one checked however many race; the session is opened by the transaction that
-    consumes the pending sign-in, so two right answers cannot both get one.
-    """
-    bound = login.signin_from_cookie(cookie)
-    if bound is None:
-        log.info("step.refused reason=no-signin-cookie")
-        raise SigninExpiredError()
-    factor = factors.get(method)
-    if factor is None:
-        # A method nobody can check is refused before anything is counted: it is no guess.
-        log.info("step.refused reason=method-not-registered")
-        raise InvalidRequestError("This way of signing in is not available.", field="method")
-    if not answer or len(answer) > MAX_ANSWER:
-        raise InvalidRequestError("Enter the code.", field="code")
-    step_id, flow_id = bound
-    now = int(login.clock())
-    counted = await login.db.run(store.count_attempt(step_id, flow_id, now, MAX_ANSWERS))
-    if counted.step is None:
-        log.info("step.refused reason=%s signin=%s", counted.state, step_id[:8])
-        raise step_refusal(counted.state)
-    step = counted.step
-    if method not in step.methods:
-        log.info("step.refused reason=method-not-enrolled signin=%s", step_id[:8])
-        raise InvalidRequestError("This way of signing in is not set up for you.", field="method")
-    if not await factor.check(step.user_id, answer, now):
-        tries_left = max(0, MAX_ANSWERS - step.attempts)
-        log.info("step.failed method=%s signin=%s tries_left=%d", method, step_id[:8], tries_left)
-        raise InvalidCodeError(tries_left)
-    amr, level = assurance_of((*step.amr, *factor.amr))
-    session, refresh = login.new_session(ip, user_agent, amr=amr, aal=level)
-    done = await login.db.run(store.complete_step(step_id, flow_id, session=session, now=now))
-    if isinstance(done, store.StepState):
-        log.info("step.refused reason=%s signin=%s", done, step_id[:8])
-        raise step_refusal(done)
-    log.info(
-        "login.succeeded how=%s user=%s session=%s", method, done.user_id[:8], done.session_id[:8]
-    )
-    return login.authenticated(done, refresh)
+    async def answer(
+        self,
+        *,
+        cookie: str | None,
+        method: str,
+        answer: str,
+        ip: str,
+        user_agent: str,
+    ) -> Authenticated:
+        """Check a second-step answer and, when right, open the session of the pending sign-in.
+
+        The attempt is counted before the factor checks the answer, so the fifth wrong answer
+        is the last one checked however many race; the session is opened by the transaction
+        that consumes the pending sign-in, so two right answers cannot both get one.
+        """
+        bound = self.bindings.signin_of(cookie)
+        if bound is None:
+            log.info("step.refused reason=no-signin-cookie")
+            raise SigninExpiredError()
+        factor = self.factors.get(method)
+        if factor is None:
+            # A method nobody can check is refused before anything is counted: it is no guess.
+            log.info("step.refused reason=method-not-registered")
+            raise InvalidRequestError("This way of signing in is not available.", field="method")
+        if not answer or len(answer) > MAX_ANSWER:
+            raise InvalidRequestError("Enter the code.", field="code")
+        step_id, flow_id = bound
+        now = int(self.clock())
+        counted = await self.db.run(store.count_attempt(step_id, flow_id, now, MAX_ANSWERS))
+        if counted.step is None:
+            log.info("step.refused reason=%s signin=%s", counted.state, step_id[:8])
+            raise step_refusal(counted.state)
+        step = counted.step
+        if method not in step.methods:
+            log.info("step.refused reason=method-not-enrolled signin=%s", step_id[:8])
+            raise InvalidRequestError(
+                "This way of signing in is not set up for you.", field="method"
+            )
+        if not await factor.check(step.user_id, answer, now):
+            tries_left = max(0, MAX_ANSWERS - step.attempts)
+            log.info(
+                "step.failed method=%s signin=%s tries_left=%d", method, step_id[:8], tries_left
+            )
+            raise InvalidCodeError(tries_left)
+        amr, level = assurance_of((*step.amr, *factor.amr))
+        session, refresh = new_session(self.sessions, now, ip, user_agent, amr=amr, aal=level)
+        done = await self.db.run(store.complete_step(step_id, flow_id, session=session, now=now))
+        if isinstance(done, store.StepState):
+            log.info("step.refused reason=%s signin=%s", done, step_id[:8])
+            raise step_refusal(done)
+        log.info(
+            "login.succeeded how=%s user=%s session=%s",
+            method,
+            done.user_id[:8],
+            done.session_id[:8],
+        )
+        return self.access.authenticated(done, refresh)

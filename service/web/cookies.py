@@ -5,7 +5,8 @@ from __future__ import annotations
 from starlette.responses import Response
 
 from service.settings import Settings
-from service.signin.flows import SIGNIN_TTL, Authenticated
+from service.signin.access import Authenticated
+from service.signin.opening import SIGNIN_TTL
 
 
 def _set(

@@ -11,9 +11,12 @@ from starlette.requests import HTTPConnection
 from service.db import Database
 from service.delivery.mail import Mailer
 from service.settings import Settings
+from service.signin.bindings import Bindings
 from service.signin.flows import Login
+from service.signin.refresh import Refresher
 from service.signin.sessions import Sessions
-from service.signin.steps import SecondFactors
+from service.signin.steps import SecondFactors, SecondStep
+from service.signin.view import CodePage
 from service.tokens import Keyring
 from service.web.metrics import Metrics
 
@@ -27,8 +30,12 @@ class AppState:
     keyring: Keyring
     mailer: Mailer
     login: Login
-    sessions: Sessions
+    refresher: Refresher
+    steps: SecondStep
     factors: SecondFactors
+    code_page: CodePage
+    bindings: Bindings
+    sessions: Sessions
     metrics: Metrics
     clock: Callable[[], float]
 

@@ -18,13 +18,12 @@ from service.app import create_app
 from service.delivery.mail import MailJob, Renderer
 from service.errors import ConfigError
 from service.settings import Settings
-from service.web.state import app_state_of
 from tests.conftest import BASE_URL, FakeClock, RecordingTransport, start
+from tests.support.mail import flow_view, wait_mail_status, write_templates
 from tests.support.smtp import (
     html_part,
     text_part,
 )
-from tests.support.wait import eventually
 
 MakeSettings = Callable[..., Settings]
 LINK = f"{BASE_URL}/login/link?t=eyJmIjoiYWJjIn0.ZmQ1.c2lnbmF0dXJl"
@@ -82,12 +81,12 @@ def test_two_mails_get_different_message_ids(make_settings: MakeSettings) -> Non
 def test_subject_and_sender_never_carry_line_breaks(
     make_settings: MakeSettings, tmp_path: Path
 ) -> None:
-    templates = tmp_path / "templates"
-    templates.mkdir()
     # An operator's subject template that spans lines, and an APP_NAME with a header in it.
-    (templates / "subject.txt").write_text("Sign in\r\nBcc: victim@example.net\n{{ app_name }}\n")
-    (templates / "body.txt").write_text("{{ code }} {{ link }}\n")
-    (templates / "body.html").write_text("<p>{{ code }}</p>\n")
+    templates = write_templates(
+        tmp_path / "templates",
+        subject="Sign in\r\nBcc: victim@example.net\n{{ app_name }}\n",
+        body="{{ code }} {{ link }}\n",
+    )
     settings = make_settings(
         EMAIL_TEMPLATES_DIR=str(templates), APP_NAME="Latch\r\nX-Injected: yes"
     )
@@ -103,12 +102,10 @@ def test_subject_and_sender_never_carry_line_breaks(
 def test_missing_or_malformed_template_refuses_to_start(
     make_settings: MakeSettings, tmp_path: Path, broken: str
 ) -> None:
-    templates = tmp_path / "templates"
-    templates.mkdir()
-    (templates / "subject.txt").write_text("Sign in\n")
-    (templates / "body.txt").write_text("{{ code }}\n")
-    if broken == "syntax":
-        (templates / "body.html").write_text("<p>{{ code }</p>\n")
+    html = "<p>{{ code }</p>\n" if broken == "syntax" else None
+    templates = write_templates(
+        tmp_path / "templates", subject="Sign in\n", body="{{ code }}\n", html=html
+    )
     with pytest.raises(ConfigError, match="EMAIL_TEMPLATES_DIR"):
         create_app(make_settings(EMAIL_TEMPLATES_DIR=str(templates)))
 
@@ -140,20 +137,6 @@ class GateTransport:
         self.sent.append(message)
 
 
-def _view(client: TestClient, flow_id: str) -> dict[str, Any]:
-    assert client.portal is not None
-    view: dict[str, Any] | None = client.portal.call(app_state_of(client).login.flow_view, flow_id)
-    assert view is not None
-    return view
-
-
-def _wait_view(client: TestClient, flow_id: str, status: str) -> dict[str, Any]:
-    return eventually(
-        lambda: view if (view := _view(client, flow_id))["mail_status"] == status else None,
-        f"mail_status {status!r} on the flow",
-    )
-
-
 def test_mail_still_queued_after_stale_time_is_shown_as_not_delivered(
     make_settings: MakeSettings, clock: FakeClock
 ) -> None:
@@ -161,30 +144,28 @@ def test_mail_still_queued_after_stale_time_is_shown_as_not_delivered(
     app = create_app(make_settings(MAIL_STALE_AFTER="120"), mail_transport=gate, clock=clock)
     with TestClient(app, base_url=BASE_URL) as client:
         flow_id = start(client, "ada@example.com")["flow_id"]
-        assert _view(client, flow_id)["mail_status"] == "queued"
+        assert flow_view(client, flow_id)["mail_status"] == "queued"
         clock.advance(120)
-        assert _view(client, flow_id)["mail_status"] == "queued"
+        assert flow_view(client, flow_id)["mail_status"] == "queued"
         clock.advance(1)
-        assert _view(client, flow_id)["mail_status"] == "not_delivered"
+        assert flow_view(client, flow_id)["mail_status"] == "not_delivered"
         assert client.portal is not None
         client.portal.call(gate.open.set)
-        assert _wait_view(client, flow_id, "sent")["state"] == "pending"
+        assert wait_mail_status(client, flow_id, "sent")["state"] == "pending"
     assert len(gate.sent) == 1
 
 
 def test_broken_template_fails_the_mail_and_ends_the_flow(
     make_settings: MakeSettings, clock: FakeClock, transport: RecordingTransport, tmp_path: Path
 ) -> None:
-    templates = tmp_path / "broken"
-    templates.mkdir()
-    (templates / "subject.txt").write_text("Sign in\n")
-    (templates / "body.txt").write_text("{{ code }} {{ no_such_function() }}\n")
-    (templates / "body.html").write_text("<p>{{ code }}</p>\n")
+    templates = write_templates(
+        tmp_path / "broken", subject="Sign in\n", body="{{ code }} {{ no_such_function() }}\n"
+    )
     app = create_app(
         make_settings(EMAIL_TEMPLATES_DIR=str(templates)), mail_transport=transport, clock=clock
     )
     with TestClient(app, base_url=BASE_URL) as client:
         flow_id = start(client, "ada@example.com")["flow_id"]
-        view = _wait_view(client, flow_id, "failed")
+        view = wait_mail_status(client, flow_id, "failed")
         assert view["state"] == "mail_failed"
     assert transport.messages == []

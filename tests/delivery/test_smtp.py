@@ -16,7 +16,17 @@ from service.delivery.transports import SmtpTransport, Transport
 from service.settings import Settings
 from service.web.state import app_state_of
 from tests.conftest import BASE_URL, mail_code, mail_token, start
-from tests.support.smtp import HangingSmtpServer, SmtpSink, html_part, refused_port, text_part
+from tests.support.mail import flow_view, wait_mail_status, write_templates
+from tests.support.smtp import (
+    SINK_LOGIN,
+    HangingSmtpServer,
+    SmtpSink,
+    html_part,
+    refused_port,
+    smtp_settings,
+    text_part,
+    trusted_starttls,
+)
 from tests.support.wait import eventually
 
 MakeSettings = Callable[..., Settings]
@@ -30,13 +40,6 @@ def running(settings: Settings, transport: Transport | None = None) -> Iterator[
         yield client
 
 
-def smtp_settings(make_settings: MakeSettings, port: int, **env: str) -> Settings:
-    """Settings pointing the mailer at a loopback SMTP port (plain unless SMTP_TLS is given)."""
-    return make_settings(
-        **{"SMTP_HOST": "127.0.0.1", "SMTP_PORT": str(port), "SMTP_TLS": "none", **env}
-    )
-
-
 class TappedSmtp:
     """The real SmtpTransport, with every attempt recorded first (the test's own copy of the
     mail, so it can try the right code on a flow whose mail never arrived)."""
@@ -48,22 +51,6 @@ class TappedSmtp:
     async def send(self, message: EmailMessage, *, sender: str, recipients: Sequence[str]) -> None:
         self.attempts.append(message)
         await self.inner.send(message, sender=sender, recipients=recipients)
-
-
-def flow_view(client: TestClient, flow_id: str) -> dict[str, Any]:
-    """Login.flow_view, run on the app's event loop."""
-    assert client.portal is not None
-    view: dict[str, Any] | None = client.portal.call(app_state_of(client).login.flow_view, flow_id)
-    assert view is not None
-    return view
-
-
-def wait_mail_status(client: TestClient, flow_id: str, status: str) -> dict[str, Any]:
-    """Wait (bounded) until the background sender has recorded `status` on the flow."""
-    return eventually(
-        lambda: view if (view := flow_view(client, flow_id))["mail_status"] == status else None,
-        f"mail_status {status!r} on the flow",
-    )
 
 
 def wait_queue_empty(client: TestClient) -> None:
@@ -102,15 +89,8 @@ def test_code_from_a_real_mail_over_plain_smtp_signs_in(make_settings: MakeSetti
 def test_link_from_a_real_mail_over_starttls_with_auth_signs_in(
     make_settings: MakeSettings,
 ) -> None:
-    with SmtpSink(auth=("latch", "s3cret"), require_starttls=True) as sink:
-        settings = smtp_settings(
-            make_settings,
-            sink.port,
-            SMTP_TLS="starttls",
-            SMTP_CA_FILE=str(sink.ca_path),
-            SMTP_USERNAME="latch",
-            SMTP_PASSWORD="s3cret",
-        )
+    with SmtpSink(auth=SINK_LOGIN, require_starttls=True) as sink:
+        settings = smtp_settings(make_settings, sink.port, **trusted_starttls(sink))
         with running(settings) as client:
             start(client, ADA)
             message = sink.wait_for(ADA)
@@ -148,11 +128,12 @@ def test_delivered_mail_has_both_parts_and_the_required_headers(
 def test_email_templates_dir_override_is_used_for_real_mail(
     make_settings: MakeSettings, tmp_path: Path
 ) -> None:
-    templates = tmp_path / "mail"
-    templates.mkdir()
-    (templates / "subject.txt").write_text("Your Acme access\n")
-    (templates / "body.txt").write_text("ACME TEXT\n\n{{ code_display }}\n\n{{ link }}\n")
-    (templates / "body.html").write_text("<p>ACME HTML {{ code }}</p><a href='{{ link }}'>go</a>\n")
+    templates = write_templates(
+        tmp_path / "mail",
+        subject="Your Acme access\n",
+        body="ACME TEXT\n\n{{ code_display }}\n\n{{ link }}\n",
+        html="<p>ACME HTML {{ code }}</p><a href='{{ link }}'>go</a>\n",
+    )
     with SmtpSink() as sink:
         settings = smtp_settings(make_settings, sink.port, EMAIL_TEMPLATES_DIR=str(templates))
         with running(settings) as client:

@@ -11,10 +11,13 @@ import pytest
 from service.delivery.transports import PermanentMailError, SmtpTransport, TransientMailError
 from service.settings import Settings
 from tests.support.smtp import (
+    SINK_LOGIN,
     DroppingSmtpServer,
     HangingSmtpServer,
     SmtpSink,
     refused_port,
+    smtp_settings,
+    trusted_starttls,
 )
 
 MakeSettings = Callable[..., Settings]
@@ -48,18 +51,14 @@ def _send(settings: Settings, message: EmailMessage | None = None) -> None:
     asyncio.run(send())
 
 
-def _smtp(make_settings: MakeSettings, port: int, **env: str) -> Settings:
-    return make_settings(SMTP_HOST="127.0.0.1", SMTP_PORT=str(port), **env)
-
-
 def test_refused_connection_is_transient(make_settings: MakeSettings) -> None:
     with pytest.raises(TransientMailError):
-        _send(_smtp(make_settings, refused_port(), SMTP_TLS="none"))
+        _send(smtp_settings(make_settings, refused_port(), SMTP_TLS="none"))
 
 
 def test_silent_server_times_out_as_transient(make_settings: MakeSettings) -> None:
     with HangingSmtpServer() as server:
-        settings = _smtp(make_settings, server.port, SMTP_TLS="none", SMTP_TIMEOUT="0.3")
+        settings = smtp_settings(make_settings, server.port, SMTP_TLS="none", SMTP_TIMEOUT="0.3")
         with pytest.raises(TransientMailError):
             _send(settings)
         assert server.connections == 1
@@ -68,7 +67,7 @@ def test_silent_server_times_out_as_transient(make_settings: MakeSettings) -> No
 def test_connection_dropped_during_data_is_transient(make_settings: MakeSettings) -> None:
     with DroppingSmtpServer() as server:
         with pytest.raises(TransientMailError):
-            _send(_smtp(make_settings, server.port, SMTP_TLS="none", SMTP_TIMEOUT="2"))
+            _send(smtp_settings(make_settings, server.port, SMTP_TLS="none", SMTP_TIMEOUT="2"))
         assert server.drops == 1
 
 
@@ -76,7 +75,7 @@ def test_connection_dropped_during_data_is_transient(make_settings: MakeSettings
 def test_4xx_reply_is_transient(make_settings: MakeSettings, stage: str) -> None:
     with SmtpSink(**{stage: "451 4.3.0 try again later"}) as sink:  # type: ignore[arg-type]
         with pytest.raises(TransientMailError, match="451"):
-            _send(_smtp(make_settings, sink.port, SMTP_TLS="none"))
+            _send(smtp_settings(make_settings, sink.port, SMTP_TLS="none"))
         assert sink.rejections == 1 and sink.messages == []
 
 
@@ -84,7 +83,7 @@ def test_4xx_reply_is_transient(make_settings: MakeSettings, stage: str) -> None
 def test_5xx_reply_is_permanent(make_settings: MakeSettings, stage: str) -> None:
     with SmtpSink(**{stage: "550 5.1.1 no such mailbox"}) as sink:  # type: ignore[arg-type]
         with pytest.raises(PermanentMailError, match="550"):
-            _send(_smtp(make_settings, sink.port, SMTP_TLS="none"))
+            _send(smtp_settings(make_settings, sink.port, SMTP_TLS="none"))
         assert sink.messages == []
 
 
@@ -94,62 +93,49 @@ def test_starttls_mode_never_sends_in_clear_to_a_server_without_starttls(
     # An attacker on the path can strip STARTTLS from the EHLO answer; `starttls` must fail then.
     with SmtpSink(starttls=False) as sink:
         with pytest.raises(PermanentMailError, match="STARTTLS"):
-            _send(_smtp(make_settings, sink.port, SMTP_TLS="starttls"))
+            _send(smtp_settings(make_settings, sink.port, SMTP_TLS="starttls"))
         assert sink.messages == []
 
 
 def test_starttls_mode_refuses_an_untrusted_certificate(make_settings: MakeSettings) -> None:
     with SmtpSink(starttls=True) as sink:  # its private CA is not trusted: no SMTP_CA_FILE
         with pytest.raises(PermanentMailError, match="certificate"):
-            _send(_smtp(make_settings, sink.port, SMTP_TLS="starttls"))
+            _send(smtp_settings(make_settings, sink.port, SMTP_TLS="starttls"))
         assert sink.messages == []
 
 
 def test_implicit_tls_mode_refuses_an_untrusted_certificate(make_settings: MakeSettings) -> None:
     with SmtpSink(implicit_tls=True) as sink:
         with pytest.raises(PermanentMailError, match="certificate"):
-            _send(_smtp(make_settings, sink.port, SMTP_TLS="tls"))
+            _send(smtp_settings(make_settings, sink.port, SMTP_TLS="tls"))
         assert sink.messages == []
 
 
 def test_implicit_tls_mode_never_falls_back_to_plain(make_settings: MakeSettings) -> None:
     with SmtpSink() as sink:
         with pytest.raises((TransientMailError, PermanentMailError)):
-            _send(_smtp(make_settings, sink.port, SMTP_TLS="tls"))
+            _send(smtp_settings(make_settings, sink.port, SMTP_TLS="tls"))
         assert sink.messages == []
 
 
 def test_none_mode_does_not_upgrade_even_when_offered(make_settings: MakeSettings) -> None:
     # The sink offers STARTTLS with a CA we do not trust: upgrading would fail verification.
     with SmtpSink(starttls=True) as sink:
-        _send(_smtp(make_settings, sink.port, SMTP_TLS="none"))
+        _send(smtp_settings(make_settings, sink.port, SMTP_TLS="none"))
         assert len(sink.messages_for("ada@example.com")) == 1
 
 
 def test_starttls_with_auth_delivers_when_the_ca_is_trusted(make_settings: MakeSettings) -> None:
-    with SmtpSink(auth=("latch", "s3cret"), require_starttls=True) as sink:
-        settings = _smtp(
-            make_settings,
-            sink.port,
-            SMTP_TLS="starttls",
-            SMTP_CA_FILE=str(sink.ca_path),
-            SMTP_USERNAME="latch",
-            SMTP_PASSWORD="s3cret",
-        )
+    with SmtpSink(auth=SINK_LOGIN, require_starttls=True) as sink:
+        settings = smtp_settings(make_settings, sink.port, **trusted_starttls(sink))
         _send(settings)
         assert len(sink.messages_for("ada@example.com")) == 1
 
 
 def test_wrong_smtp_password_is_permanent(make_settings: MakeSettings) -> None:
-    with SmtpSink(auth=("latch", "s3cret"), require_starttls=True) as sink:
-        settings = _smtp(
-            make_settings,
-            sink.port,
-            SMTP_TLS="starttls",
-            SMTP_CA_FILE=str(sink.ca_path),
-            SMTP_USERNAME="latch",
-            SMTP_PASSWORD="wrong",
-        )
+    with SmtpSink(auth=SINK_LOGIN, require_starttls=True) as sink:
+        env = trusted_starttls(sink, password="wrong")
+        settings = smtp_settings(make_settings, sink.port, **env)
         with pytest.raises(PermanentMailError, match="535"):
             _send(settings)
         assert sink.messages == []
@@ -157,7 +143,7 @@ def test_wrong_smtp_password_is_permanent(make_settings: MakeSettings) -> None:
 
 def test_transport_keeps_one_connection_for_several_mails(make_settings: MakeSettings) -> None:
     with SmtpSink() as sink:
-        settings = _smtp(make_settings, sink.port, SMTP_TLS="none")
+        settings = smtp_settings(make_settings, sink.port, SMTP_TLS="none")
 
         async def send_three() -> None:
             transport = SmtpTransport(settings)
@@ -176,7 +162,7 @@ def test_transport_keeps_one_connection_for_several_mails(make_settings: MakeSet
 
 def test_a_kept_connection_closed_by_the_server_is_replaced(make_settings: MakeSettings) -> None:
     with SmtpSink() as sink:
-        settings = _smtp(make_settings, sink.port, SMTP_TLS="none")
+        settings = smtp_settings(make_settings, sink.port, SMTP_TLS="none")
 
         async def send_across_a_restart() -> None:
             transport = SmtpTransport(settings)

@@ -33,13 +33,29 @@ def test_account_with_an_expired_access_cookie_goes_through_refresh(
     assert response.headers["location"] == "/refresh?next=/account"
 
 
+def _phone_then_here(
+    client: TestClient, transport: RecordingTransport, user_agent: str | None = None
+) -> dict[str, str]:
+    """Sign in on a phone (another browser, through the JSON API), then here through the pages;
+    the phone's cookies."""
+    with other_browser(client, user_agent):
+        sign_in(client, transport, EMAIL)
+        phone_cookies = dict(client.cookies)
+    sign_in_html(client, transport, EMAIL)
+    return phone_cookies
+
+
+def _phone_session_status(client: TestClient, phone_cookies: dict[str, str]) -> int:
+    """What GET /api/session answers the phone now."""
+    with other_browser(client):
+        client.cookies.update(phone_cookies)
+        return client.get("/api/session").status_code
+
+
 def test_account_lists_sessions_and_revokes_another_one(
     client: TestClient, transport: RecordingTransport
 ) -> None:
-    with other_browser(client, IPHONE):
-        sign_in(client, transport, EMAIL)  # a phone, signed in through the JSON API
-        phone_cookies = dict(client.cookies)
-    sign_in_html(client, transport, EMAIL)
+    phone_cookies = _phone_then_here(client, transport, IPHONE)
     account = client.get("/account")
     assert account.text.count('<li class="session') == 2
     assert account.text.count('/revoke"') == 1  # only the other session has a button
@@ -51,37 +67,25 @@ def test_account_lists_sessions_and_revokes_another_one(
     done = post_form(client, revoke_path, token=csrf_of(account))
     assert done.status_code == 303 and done.headers["location"] == "/account?revoked=1"
     assert client.get("/account").text.count('<li class="session') == 1
-    with other_browser(client):
-        client.cookies.update(phone_cookies)
-        assert client.get("/api/session").status_code == 401
+    assert _phone_session_status(client, phone_cookies) == 401
 
 
 def test_sign_out_everywhere_ends_every_session(
     client: TestClient, transport: RecordingTransport
 ) -> None:
-    with other_browser(client):
-        sign_in(client, transport, EMAIL)
-        phone_cookies = dict(client.cookies)
-    sign_in_html(client, transport, EMAIL)
+    phone_cookies = _phone_then_here(client, transport)
     out = post_form(client, "/logout", {"all": "1"})
     assert out.status_code == 303
     assert "latch_session" not in client.cookies
-    with other_browser(client):
-        client.cookies.update(phone_cookies)
-        assert client.get("/api/session").status_code == 401
+    assert _phone_session_status(client, phone_cookies) == 401
 
 
 def test_sign_out_keeps_the_other_sessions(
     client: TestClient, transport: RecordingTransport
 ) -> None:
-    with other_browser(client):
-        sign_in(client, transport, EMAIL)
-        phone_cookies = dict(client.cookies)
-    sign_in_html(client, transport, EMAIL)
+    phone_cookies = _phone_then_here(client, transport)
     assert post_form(client, "/logout", {"all": "0"}).status_code == 303
-    with other_browser(client):
-        client.cookies.update(phone_cookies)
-        assert client.get("/api/session").status_code == 200
+    assert _phone_session_status(client, phone_cookies) == 200
 
 
 def test_revoke_when_signed_out_goes_to_login(client: TestClient) -> None:

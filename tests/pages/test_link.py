@@ -10,6 +10,7 @@ import pytest
 from itsdangerous import TimestampSigner, URLSafeTimedSerializer
 from starlette.testclient import TestClient
 
+from service.crypto import Keys
 from service.web.state import app_state_of
 from tests.conftest import ClientFactory, FakeClock, RecordingTransport, mail_token, start
 from tests.support.web import csrf_of, other_browser, post_form, start_html
@@ -131,8 +132,8 @@ def test_link_token_older_than_code_ttl_is_expired_by_its_own_timestamp(
 ) -> None:
     start_html(client, EMAIL)
     token = mail_token(transport.wait_for(EMAIL))
-    login = app_state_of(client).login
-    flow_id, secret = login.links.loads(token, max_age=600)
+    state = app_state_of(client)
+    flow_id, secret = state.login.links.loads(token, max_age=600)
 
     class Earlier(TimestampSigner):
         def get_timestamp(self) -> int:
@@ -140,7 +141,9 @@ def test_link_token_older_than_code_ttl_is_expired_by_its_own_timestamp(
 
     # The same flow and secret, signed with the same key 601 s ago: only the age is wrong,
     # and itsdangerous checks it against the real clock (the flow row itself is still fresh).
-    old = URLSafeTimedSerializer(login.keys.signing, salt="latch.link", signer=Earlier)
+    old = URLSafeTimedSerializer(
+        Keys.from_secret(state.settings.secret_key).signing, salt="latch.link", signer=Earlier
+    )
     stale = old.dumps([flow_id, secret])
     page = _link_page(client, stale)
     assert page.status_code == 410

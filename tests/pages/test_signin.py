@@ -23,10 +23,12 @@ from tests.conftest import (
 )
 from tests.support.wait import eventually
 from tests.support.web import (
+    code_of_html_start,
     csrf_of,
     post_form,
     sign_in_html,
     start_html,
+    wrong_code,
 )
 
 EMAIL = "alice@example.com"
@@ -91,9 +93,8 @@ def test_code_post_without_a_flow_explains_and_offers_a_new_start(client: TestCl
 def test_wrong_code_shows_the_page_again_with_tries_left(
     client: TestClient, transport: RecordingTransport
 ) -> None:
-    start_html(client, EMAIL)
-    code = mail_code(transport.wait_for(EMAIL))
-    wrong = "000000" if code != "000000" else "111111"
+    code = code_of_html_start(client, transport, EMAIL)
+    wrong = wrong_code(code)
     response = post_form(client, "/login/code", {"code": wrong})
     assert response.status_code == 400
     assert "4 tries left" in response.text
@@ -115,9 +116,8 @@ def test_code_that_is_not_six_digits_is_a_400_page(
 def test_fifth_wrong_code_ends_the_flow_then_410(
     client: TestClient, transport: RecordingTransport
 ) -> None:
-    start_html(client, EMAIL)
-    code = mail_code(transport.wait_for(EMAIL))
-    wrong = "000000" if code != "000000" else "111111"
+    code = code_of_html_start(client, transport, EMAIL)
+    wrong = wrong_code(code)
     answers = [post_form(client, "/login/code", {"code": wrong}) for _ in range(5)]
     assert [a.status_code for a in answers] == [400] * 5
     assert "Too many wrong codes" in answers[-1].text and 'name="code"' not in answers[-1].text
@@ -128,8 +128,7 @@ def test_fifth_wrong_code_ends_the_flow_then_410(
 
 
 def test_used_flow_code_page_says_so(client: TestClient, transport: RecordingTransport) -> None:
-    start_html(client, EMAIL)
-    code = mail_code(transport.wait_for(EMAIL))
+    code = code_of_html_start(client, transport, EMAIL)
     cookie = client.cookies["latch_flow"]
     post_form(client, "/login/code", {"code": code})
     client.cookies.set("latch_flow", cookie)  # a second tab still holding the flow
@@ -140,8 +139,7 @@ def test_used_flow_code_page_says_so(client: TestClient, transport: RecordingTra
 def test_expired_code_is_a_410_page(
     client: TestClient, transport: RecordingTransport, clock: FakeClock
 ) -> None:
-    start_html(client, EMAIL)
-    code = mail_code(transport.wait_for(EMAIL))
+    code = code_of_html_start(client, transport, EMAIL)
     clock.advance(601)
     response = post_form(client, "/login/code", {"code": code})
     assert response.status_code == 410
@@ -152,9 +150,8 @@ def test_codes_locked_keeps_retry_after(
     make_client: ClientFactory, transport: RecordingTransport
 ) -> None:
     with make_client(LIMIT_ADDRESS_FAILURES="2") as client:
-        start_html(client, EMAIL)
-        code = mail_code(transport.wait_for(EMAIL))
-        wrong = "000000" if code != "000000" else "111111"
+        code = code_of_html_start(client, transport, EMAIL)
+        wrong = wrong_code(code)
         answers = [post_form(client, "/login/code", {"code": wrong}) for _ in range(3)]
         locked = answers[-1]
         assert locked.status_code == 429

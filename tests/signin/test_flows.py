@@ -15,7 +15,7 @@ from service.errors import (
     InvalidLinkError,
     InvalidRequestError,
 )
-from service.signin.flows import Authenticated
+from service.signin.access import Authenticated
 from service.web.state import AppState
 from tests.conftest import (
     Codes,
@@ -41,7 +41,7 @@ def test_start_mails_the_generated_code_and_a_link_to_the_same_flow(
         assert mail_code(message) == codes.made[0]
         flow_id, _ = state.login.links.loads(mail_token(message), max_age=600)
         assert flow_id == started.flow_id
-        assert state.login.flow_from_cookie(started.flow_cookie) == started.flow_id
+        assert state.bindings.flow_of(started.flow_cookie) == started.flow_id
         assert started.expires_in == state.settings.signin.code_ttl
 
     run_use_cases(make_settings(), transport, clock, scenario, new_code=codes)

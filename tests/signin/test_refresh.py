@@ -1,12 +1,12 @@
 """The refresh use case of service/signin/refresh.py on its own: rotation, the grace for two
-tabs, reuse detection, idle expiry. No HTTP: the app's Login on a real SQLite file."""
+tabs, reuse detection, idle expiry. No HTTP: the app's Refresher on a real SQLite file."""
 
 from __future__ import annotations
 
 import pytest
 
-from service.signin.flows import Authenticated
-from service.signin.refresh import RefreshRefusedError, refresh
+from service.signin.access import Authenticated
+from service.signin.refresh import RefreshRefusedError
 from service.web.state import AppState
 from tests.conftest import FakeClock, RecordingTransport, SettingsFactory, mail_code
 from tests.support.usecases import CALLER, authenticated, mail_to, run_use_cases
@@ -27,8 +27,8 @@ def test_refresh_rotates_the_token_and_keeps_the_session(
 ) -> None:
     async def scenario(state: AppState) -> None:
         signed_in = await _signed_in(state, transport)
-        first = await refresh(state.login, signed_in.refresh_token)
-        second = await refresh(state.login, first.refresh_token)
+        first = await state.refresher.refresh(signed_in.refresh_token)
+        second = await state.refresher.refresh(first.refresh_token)
         tokens = {signed_in.refresh_token, first.refresh_token, second.refresh_token}
         assert len(tokens) == 3
         assert {first.session_id, second.session_id} == {signed_in.session_id}
@@ -43,11 +43,11 @@ def test_two_tabs_refreshing_with_one_token_within_the_grace_get_the_same_succes
 ) -> None:
     async def scenario(state: AppState) -> None:
         signed_in = await _signed_in(state, transport)
-        one = await refresh(state.login, signed_in.refresh_token)
+        one = await state.refresher.refresh(signed_in.refresh_token)
         clock.advance(state.settings.sessions.refresh_grace - 1)
-        other = await refresh(state.login, signed_in.refresh_token)
+        other = await state.refresher.refresh(signed_in.refresh_token)
         assert other.refresh_token == one.refresh_token
-        assert (await refresh(state.login, one.refresh_token)).session_id == one.session_id
+        assert (await state.refresher.refresh(one.refresh_token)).session_id == one.session_id
 
     run_use_cases(make_settings(), transport, clock, scenario)
 
@@ -57,14 +57,14 @@ def test_replayed_token_after_the_grace_revokes_the_session(
 ) -> None:
     async def scenario(state: AppState) -> None:
         signed_in = await _signed_in(state, transport)
-        rotated = await refresh(state.login, signed_in.refresh_token)
+        rotated = await state.refresher.refresh(signed_in.refresh_token)
         clock.advance(state.settings.sessions.refresh_grace + 1)
         with pytest.raises(RefreshRefusedError) as theft:
-            await refresh(state.login, signed_in.refresh_token)
+            await state.refresher.refresh(signed_in.refresh_token)
         assert theft.value.revoked == signed_in.session_id
         # The session is gone: the thief's token and the owner's current one both stop.
         with pytest.raises(RefreshRefusedError):
-            await refresh(state.login, rotated.refresh_token)
+            await state.refresher.refresh(rotated.refresh_token)
 
     run_use_cases(make_settings(), transport, clock, scenario)
 
@@ -76,9 +76,9 @@ def test_unknown_or_malformed_token_is_refused_and_revokes_nothing(
     async def scenario(state: AppState) -> None:
         signed_in = await _signed_in(state, transport)
         with pytest.raises(RefreshRefusedError) as refused:
-            await refresh(state.login, token)
+            await state.refresher.refresh(token)
         assert refused.value.revoked is None
-        assert (await refresh(state.login, signed_in.refresh_token)).user_id == signed_in.user_id
+        assert (await state.refresher.refresh(signed_in.refresh_token)).user_id == signed_in.user_id
 
     run_use_cases(make_settings(), transport, clock, scenario)
 
@@ -90,7 +90,7 @@ def test_session_idle_past_its_idle_lifetime_cannot_refresh(
         signed_in = await _signed_in(state, transport)
         clock.advance(state.settings.sessions.idle_ttl + 1)
         with pytest.raises(RefreshRefusedError) as refused:
-            await refresh(state.login, signed_in.refresh_token)
+            await state.refresher.refresh(signed_in.refresh_token)
         assert refused.value.revoked is None
 
     run_use_cases(make_settings(), transport, clock, scenario)

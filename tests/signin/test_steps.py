@@ -20,7 +20,7 @@ import jwt
 import pytest
 
 from service import db, store
-from service.crypto import Keys, keyed_hash
+from service.crypto import Keys
 from service.db import Q, UseCase
 from service.db.sqlite import SQLiteDatabase
 from service.delivery.mail import Mailer
@@ -32,9 +32,9 @@ from service.errors import (
     SigninExpiredError,
 )
 from service.settings import Settings
-from service.signin.flows import Authenticated, Login, SecondStepDue
-from service.signin.refresh import refresh
-from service.signin.steps import SecondFactors, answer_second_step
+from service.signin.access import Authenticated
+from service.signin.flows import SecondStepDue
+from service.signin.wiring import Signin, build_signin
 from service.tokens import Keyring, ensure_key
 from tests.conftest import FakeClock, RecordingTransport, SettingsFactory, mail_code, mail_token
 from tests.support.factors import TestTotp, give_second_factors
@@ -53,12 +53,11 @@ LINK_STEPS = 8
 class Rig:
     """The sign-in collaborators create_app would build, on a SQLite file."""
 
-    login: Login
+    signin: Signin
     database: SQLiteDatabase
     transport: RecordingTransport
     clock: FakeClock
     totp: TestTotp
-    factors: SecondFactors
     path: Path
 
     async def _mail(self, email: str, index: int) -> Any:
@@ -79,7 +78,7 @@ class Rig:
     async def started(self, email: str) -> tuple[str, Any]:
         """Start a flow for `email`; its id and its mail."""
         before = len([m for m in self.transport.messages if m["To"] == email])
-        started = await self.login.start(
+        started = await self.signin.login.start(
             email=email, next_url="/next", ip="10.0.0.1", user_agent="t"
         )
         return started.flow_id, await self._mail(email, before)
@@ -87,14 +86,27 @@ class Rig:
     async def first_step(self, email: str) -> Authenticated | SecondStepDue:
         """Start a flow and answer it with the mailed code."""
         flow_id, message = await self.started(email)
-        return await self.login.verify_code(
+        return await self.signin.login.verify_code(
             flow_id=flow_id, code=mail_code(message), ip="10.0.0.1", user_agent="t"
         )
 
+    async def second_step_due(self, email: str) -> tuple[str, SecondStepDue]:
+        """Enrol `email` in the test TOTP and pass its first step: its user id and the step."""
+        user_id = await self.enrol(email)
+        due = await self.first_step(email)
+        assert isinstance(due, SecondStepDue), due
+        return user_id, due
+
+    def right_code(self, user_id: str) -> str:
+        """The test TOTP's code for `user_id` now."""
+        return self.totp.code(user_id, self.clock())
+
+    def count(self, table: str) -> int:
+        """How many rows `table` holds."""
+        return int(self.rows(f"SELECT COUNT(*) FROM {table}")[0][0])
+
     async def answer(self, due: SecondStepDue, answer: str, method: str = "totp") -> Authenticated:
-        return await answer_second_step(
-            self.login,
-            self.factors,
+        return await self.signin.steps.answer(
             cookie=due.signin_cookie,
             method=method,
             answer=answer,
@@ -127,15 +139,8 @@ async def rig(
     mailer.start()
     totp = TestTotp()
     try:
-        yield Rig(
-            Login(settings, database, mailer, keyring, clock),
-            database,
-            transport,
-            clock,
-            totp,
-            SecondFactors([totp]),
-            path,
-        )
+        signin = build_signin(settings, database, mailer, keyring, clock, second_factors=[totp])
+        yield Rig(signin, database, transport, clock, totp, path)
     finally:
         await mailer.drain(5)
         await database.disconnect()
@@ -176,31 +181,18 @@ def _claims(token: str) -> dict[str, Any]:
 async def _counted_verifies(r: Rig, email: str) -> tuple[int, int, list[store.Outcome]]:
     """How many statements a code verify and a link verify of `email` yield, and what they
     decide (each on a flow of its own, through the store use cases the Login runs)."""
-    login, now = r.login, int(r.clock())
+    login, now = r.signin.login, int(r.clock())
     counts, outcomes = [], []
     for how in ("code", "link"):
         flow_id, message = await r.started(email)
         session, _ = login.new_session("10.0.0.1", "t")
         if how == "code":
-            code_hash = keyed_hash(login.keys.code, flow_id, mail_code(message))
-            use_case = store.verify_code(
-                flow_id,
-                code_hash,
-                session=session,
-                limits=login.limits,
-                allow_signup=True,
-                now=now,
-            )
+            verify, secret_hash = store.verify_code, login.code_hash(flow_id, mail_code(message))
         else:
-            _, link_hash = login.read_link(mail_token(message))
-            use_case = store.verify_link(
-                flow_id,
-                link_hash,
-                session=session,
-                limits=login.limits,
-                allow_signup=True,
-                now=now,
-            )
+            verify, (_, secret_hash) = store.verify_link, login.links.read(mail_token(message))
+        use_case = verify(
+            flow_id, secret_hash, session=session, limits=login.limits, allow_signup=True, now=now
+        )
         statements: list[str] = []
         outcomes.append(await r.database.run(counted(use_case, statements)))
         counts.append(len(statements))
@@ -228,7 +220,7 @@ def test_verify_with_a_second_factor_opens_a_pending_signin_in_the_same_round_tr
             assert outcome.state == "ok" and outcome.sign_in is None
             assert outcome.step is not None and outcome.step.methods == ("totp",)
             assert outcome.step.user_id == user_id and outcome.step.amr == ("email",)
-        assert r.rows("SELECT COUNT(*) FROM sessions") == [(0,)]
+        assert r.count("sessions") == 0
         assert (
             r.rows("SELECT user_id, amr, attempts, consumed_at FROM signins")
             == [(user_id, "email", 0, None)] * 2
@@ -239,17 +231,15 @@ def test_verify_with_a_second_factor_opens_a_pending_signin_in_the_same_round_tr
 
 def test_code_and_link_of_a_user_with_a_second_factor_grant_no_session(run: Any) -> None:
     async def scenario(r: Rig) -> None:
-        await r.enrol(ALICE)
-        due = await r.first_step(ALICE)
-        assert isinstance(due, SecondStepDue)
+        _, due = await r.second_step_due(ALICE)
         assert due.methods == ("totp",) and due.next_url == "/next"
         flow_id, message = await r.started(ALICE)
-        by_link = await r.login.verify_link(
+        by_link = await r.signin.login.verify_link(
             token=mail_token(message), browser_flow_id=None, ip="10.0.0.1", user_agent="t"
         )
         assert isinstance(by_link, SecondStepDue)
         assert by_link.signin_cookie != due.signin_cookie
-        assert r.rows("SELECT COUNT(*) FROM sessions") == [(0,)]
+        assert r.count("sessions") == 0
 
     run(scenario)
 
@@ -259,11 +249,9 @@ def test_code_and_link_of_a_user_with_a_second_factor_grant_no_session(run: Any)
 
 def test_right_second_answer_opens_an_aal2_session_that_records_how(run: Any) -> None:
     async def scenario(r: Rig) -> None:
-        user_id = await r.enrol(ALICE)
-        due = await r.first_step(ALICE)
-        assert isinstance(due, SecondStepDue)
+        user_id, due = await r.second_step_due(ALICE)
         r.clock.advance(40)
-        auth = await r.answer(due, r.totp.code(user_id, r.clock()))
+        auth = await r.answer(due, r.right_code(user_id))
         assert auth.user_id == user_id and auth.email == ALICE and auth.next_url == "/next"
         assert r.rows("SELECT user_id, aal, amr, auth_time FROM sessions") == [
             (user_id, 2, "email otp mfa", int(r.clock()))
@@ -290,10 +278,8 @@ def test_email_alone_opens_an_aal1_session(run: Any) -> None:
 
 def test_two_racing_right_answers_open_exactly_one_session(run: Any) -> None:
     async def scenario(r: Rig) -> None:
-        user_id = await r.enrol(ALICE)
-        due = await r.first_step(ALICE)
-        assert isinstance(due, SecondStepDue)
-        code = r.totp.code(user_id, r.clock())
+        user_id, due = await r.second_step_due(ALICE)
+        code = r.right_code(user_id)
         results = await asyncio.gather(
             *(r.answer(due, code) for _ in range(4)), return_exceptions=True
         )
@@ -301,7 +287,7 @@ def test_two_racing_right_answers_open_exactly_one_session(run: Any) -> None:
         won = [x for x in results if isinstance(x, Authenticated)]
         lost = [x for x in results if isinstance(x, FlowUsedError)]
         assert (len(won), len(lost)) == (1, 3), results
-        assert r.rows("SELECT COUNT(*) FROM sessions") == [(1,)]
+        assert r.count("sessions") == 1
 
     run(scenario)
 
@@ -310,9 +296,7 @@ def test_fifth_wrong_answer_ends_the_pending_signin(
     run: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
     async def scenario(r: Rig) -> None:
-        user_id = await r.enrol(ALICE)
-        due = await r.first_step(ALICE)
-        assert isinstance(due, SecondStepDue)
+        user_id, due = await r.second_step_due(ALICE)
         left: list[int] = []
         for _ in range(5):
             with pytest.raises(InvalidCodeError) as wrong:
@@ -320,10 +304,10 @@ def test_fifth_wrong_answer_ends_the_pending_signin(
             left.append(wrong.value.tries_left)
         assert left == [4, 3, 2, 1, 0]
         with caplog.at_level(logging.INFO, "latch.steps"), pytest.raises(FlowDeadError):
-            await r.answer(due, r.totp.code(user_id, r.clock()))  # even the right one
+            await r.answer(due, r.right_code(user_id))  # even the right one
         assert "step.refused reason=dead" in caplog.text
         assert r.totp.checked == 5
-        assert r.rows("SELECT COUNT(*) FROM sessions") == [(0,)]
+        assert r.count("sessions") == 0
 
     run(scenario)
 
@@ -332,12 +316,10 @@ def test_pending_signin_expires_after_five_minutes(
     run: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
     async def scenario(r: Rig) -> None:
-        user_id = await r.enrol(ALICE)
-        due = await r.first_step(ALICE)
-        assert isinstance(due, SecondStepDue)
+        user_id, due = await r.second_step_due(ALICE)
         r.clock.advance(301)
         with caplog.at_level(logging.INFO, "latch.steps"), pytest.raises(SigninExpiredError):
-            await r.answer(due, r.totp.code(user_id, r.clock()))
+            await r.answer(due, r.right_code(user_id))
         assert "step.refused reason=expired" in caplog.text
         assert r.totp.checked == 0
         purged = await r.database.run(store.purge(int(r.clock()), 86400))
@@ -350,26 +332,26 @@ def test_cookie_of_one_signin_does_not_advance_another(
     run: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
     async def scenario(r: Rig) -> None:
-        alice, bob = await r.enrol(ALICE), await r.enrol(BOB)
-        due_a, due_b = await r.first_step(ALICE), await r.first_step(BOB)
-        assert isinstance(due_a, SecondStepDue) and isinstance(due_b, SecondStepDue)
-        a_id, a_flow = r.login.signin_from_cookie(due_a.signin_cookie) or ("", "")
-        b_id, b_flow = r.login.signin_from_cookie(due_b.signin_cookie) or ("", "")
+        (alice, due_a), (bob, due_b) = await r.second_step_due(ALICE), await r.second_step_due(BOB)
+        a_id, a_flow = r.signin.bindings.signin_of(due_a.signin_cookie) or ("", "")
+        b_id, b_flow = r.signin.bindings.signin_of(due_b.signin_cookie) or ("", "")
         # Alice's code on Bob's cookie is a wrong answer to Bob's sign-in, nothing more.
         with pytest.raises(InvalidCodeError):
-            await r.answer(due_b, r.totp.code(alice, r.clock()))
+            await r.answer(due_b, r.right_code(alice))
         # A cookie naming Alice's sign-in with Bob's flow (genuinely signed: the binding is
         # checked in the database too) names no pending sign-in.
-        crossed = SecondStepDue(("totp",), r.login.signin_cookies.dumps(f"{a_id}.{b_flow}"), "/")
+        crossed = SecondStepDue(("totp",), r.signin.bindings.signin_cookie(a_id, b_flow), "/")
         with caplog.at_level(logging.INFO, "latch.steps"), pytest.raises(SigninExpiredError):
-            await r.answer(crossed, r.totp.code(alice, r.clock()))
+            await r.answer(crossed, r.right_code(alice))
         assert "step.refused reason=not_found" in caplog.text
         # A latch_flow cookie value is signed for another purpose and is refused unread.
-        flow_cookie = SecondStepDue(("totp",), r.login.flow_cookies.dumps(f"{a_id}.{a_flow}"), "/")
+        flow_cookie = SecondStepDue(
+            ("totp",), r.signin.bindings.flow_cookie(f"{a_id}.{a_flow}"), "/"
+        )
         with pytest.raises(SigninExpiredError):
-            await r.answer(flow_cookie, r.totp.code(alice, r.clock()))
+            await r.answer(flow_cookie, r.right_code(alice))
         assert dict(r.rows("SELECT id, attempts FROM signins")) == {a_id: 0, b_id: 1}
-        auth = await r.answer(due_b, r.totp.code(bob, r.clock()))
+        auth = await r.answer(due_b, r.right_code(bob))
         assert auth.user_id == bob
 
     run(scenario)
@@ -389,20 +371,18 @@ def test_method_without_a_registered_factor_is_refused_and_not_counted(
         # Nor does a registered method the user does not have open anything.
         with pytest.raises(InvalidRequestError):
             await r.answer(due, "123456", method="totp")
-        assert r.rows("SELECT COUNT(*) FROM sessions") == [(0,)]
+        assert r.count("sessions") == 0
 
     run(scenario)
 
 
 def test_refresh_keeps_how_the_session_signed_in(run: Any) -> None:
     async def scenario(r: Rig) -> None:
-        user_id = await r.enrol(ALICE)
-        due = await r.first_step(ALICE)
-        assert isinstance(due, SecondStepDue)
-        auth = await r.answer(due, r.totp.code(user_id, r.clock()))
+        user_id, due = await r.second_step_due(ALICE)
+        auth = await r.answer(due, r.right_code(user_id))
         first = _claims(auth.access_token)
         r.clock.advance(600)
-        again = await refresh(r.login, auth.refresh_token)
+        again = await r.signin.refresher.refresh(auth.refresh_token)
         claims = _claims(again.access_token)
         assert (claims["amr"], claims["acr"], claims["auth_time"]) == (
             first["amr"],

@@ -10,7 +10,7 @@ import tempfile
 import threading
 import time
 import weakref
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from email.message import EmailMessage
 from pathlib import Path
@@ -18,6 +18,8 @@ from typing import Self
 
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
+
+from service.settings import Settings
 
 from .net import HOST
 from .rawsmtp import DroppingSmtpServer, HangingSmtpServer, refused_port
@@ -283,6 +285,28 @@ class SmtpSink(Running):
         user, password = self.auth
         ok = auth_data.login == user.encode() and auth_data.password == password.encode()
         return AuthResult(success=ok, handled=False)
+
+
+# The login a sink takes when it requires authentication (SmtpSink(auth=SINK_LOGIN)).
+SINK_LOGIN = ("latch", "s3cret")
+
+
+def smtp_settings(make_settings: Callable[..., Settings], port: int, **env: str) -> Settings:
+    """Settings pointing the mailer at a loopback SMTP port (plain unless SMTP_TLS is given)."""
+    return make_settings(
+        **{"SMTP_HOST": "127.0.0.1", "SMTP_PORT": str(port), "SMTP_TLS": "none", **env}
+    )
+
+
+def trusted_starttls(sink: SmtpSink, *, password: str = SINK_LOGIN[1]) -> dict[str, str]:
+    """The settings for STARTTLS to `sink`, trusting its CA, logging in as SINK_LOGIN's user
+    (with `password`, to try a wrong one)."""
+    return {
+        "SMTP_TLS": "starttls",
+        "SMTP_CA_FILE": str(sink.ca_path),
+        "SMTP_USERNAME": SINK_LOGIN[0],
+        "SMTP_PASSWORD": password,
+    }
 
 
 def _decoded_part(message: EmailMessage, subtype: str) -> str:

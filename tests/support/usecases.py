@@ -15,7 +15,7 @@ from typing import TypeVar
 from service import crypto
 from service.app import create_app
 from service.settings import Settings
-from service.signin.flows import Authenticated
+from service.signin.access import Authenticated
 from service.web.state import AppState
 from tests.conftest import FakeClock, RecordingTransport
 from tests.support.wait import eventually_async

@@ -65,6 +65,17 @@ def start_html(client: TestClient, email: str, next_url: str | None = None) -> h
     return post_form(client, "/login", data, token=csrf_of(page))
 
 
+def wrong_code(code: str) -> str:
+    """A well-formed code that is not `code`."""
+    return "000000" if code != "000000" else "111111"
+
+
+def code_of_html_start(client: TestClient, transport: RecordingTransport, email: str) -> str:
+    """Start a flow through the pages (the first mail to `email`); the code it mails."""
+    start_html(client, email)
+    return mail_code(transport.wait_for(email))
+
+
 def sign_in_html(
     client: TestClient,
     transport: RecordingTransport,

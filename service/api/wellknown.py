@@ -1,0 +1,57 @@
+"""What verifiers and clients read about this Latch: /.well-known/* and /openapi.json, all
+public and cacheable."""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from service.api.openapi import build_spec
+from service.web.state import app_state
+
+
+async def configuration(request: Request) -> Response:
+    """GET /.well-known/latch-configuration: what a verifier needs to know (cacheable)."""
+    settings = app_state(request).settings
+    keys = app_state(request).keyring.jwks()["keys"]
+    base = settings.public_url
+    body = {
+        "issuer": base,
+        "audience": settings.tokens.audience,
+        "jwks_uri": f"{base}/.well-known/jwks.json",
+        "cookie_names": {"session": settings.session_cookie, "refresh": settings.refresh_cookie},
+        "refresh_url": f"{base}/refresh",
+        "login_url": f"{base}/login",
+        "auth_check_url": f"{base}/auth/check",
+        "algorithms": sorted({k["alg"] for k in keys}),
+        "token_type": "at+jwt",
+        # The `client_id` of the tokens Latch's own sign-in issues (RFC 9068 §2.2).
+        "client_id": base,
+        # A verifier refuses tokens that claim to live longer (Verifier(max_lifetime=...)).
+        "access_token_ttl": settings.sessions.access_ttl,
+    }
+    return JSONResponse(body, headers={"Cache-Control": "public, max-age=300"})
+
+
+async def jwks(request: Request) -> Response:
+    """GET /.well-known/jwks.json: the published public keys (cacheable)."""
+    return Response(
+        app_state(request).keyring.jwks_json(),
+        media_type="application/json",
+        headers={"Cache-Control": "public, max-age=300"},
+    )
+
+
+async def openapi(request: Request) -> Response:
+    """GET /openapi.json: the JSON API described as OpenAPI 3."""
+    spec = build_spec(app_state(request).settings.public_url)
+    return JSONResponse(spec, headers={"Cache-Control": "public, max-age=300"})
+
+
+# The key set first: verifiers fetch it whenever they meet a new key id.
+routes = [
+    Route("/.well-known/jwks.json", jwks, methods=["GET"]),
+    Route("/.well-known/latch-configuration", configuration, methods=["GET"]),
+    Route("/openapi.json", openapi, methods=["GET"]),
+]
