@@ -61,7 +61,12 @@ async def read_json(request: Request, settings: Settings) -> dict[str, Any]:
         raise ForbiddenOriginError()
     ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if ctype != "application/json":
-        raise UnsupportedMediaTypeError()
+        # A POST with no body at all (refresh, logout) needs no Content-Type: what a JSON-only
+        # rule guards against is a cross-site form, which always sends one; a bodiless
+        # cross-origin fetch is refused by its Origin above (and carries no SameSite=Lax cookie).
+        if ctype or await request.body():
+            raise UnsupportedMediaTypeError()
+        return {}
     raw = await request.body()
     if not raw.strip():
         return {}
@@ -339,7 +344,7 @@ async def openapi(request: Request) -> Response:
     """GET /openapi.json: the JSON API described as OpenAPI 3."""
     from service.api.openapi import build_spec
 
-    spec = build_spec(app_state(request).settings.public_url)
+    spec = build_spec(app_state(request).settings)
     return JSONResponse(spec, headers={"Cache-Control": "public, max-age=300"})
 
 
