@@ -88,7 +88,7 @@ def test_a_refused_bearer_token_is_named_invalid_token(client: TestClient) -> No
 
 
 def test_auth_check_head_401_carries_the_challenge(client: TestClient) -> None:
-    # nginx's auth_request may probe with HEAD-like subrequests; the header is on every 401.
+    # HEAD is served wherever GET is (Starlette adds it); its 401 needs the challenge as well.
     response = client.head("/auth/check")
     assert response.status_code == 401
     assert response.headers["www-authenticate"] == CHALLENGE
