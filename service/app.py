@@ -15,7 +15,7 @@ from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
-from starlette.routing import Route
+from starlette.routing import Match, Route
 
 from service import api, crypto, db, store
 from service.crypto import Keys
@@ -179,14 +179,40 @@ async def _service_error(request: Request, exc: Exception) -> Response:
     # The surface the request reached renders it; an unknown path gets the pages' 404.
     surface = surface_of(request.scope, pages_render.surface)
     assert surface is not None
-    return await surface.render(request, exc)
+    response = await surface.render(request, exc)
+    # The headers HTTP requires of a status (Allow on a 405, WWW-Authenticate on a 401,
+    # Retry-After) belong to the error, whichever surface renders it: a renderer that forgets
+    # them does not drop them.
+    for name, value in exc.headers.items():
+        if name not in response.headers:
+            response.headers[name] = value
+    return response
+
+
+# Starlette's StaticFiles refuses other methods with a bare 405; it serves GET and HEAD.
+_STATIC_METHODS = "GET, HEAD"
+
+
+def _allow(request: Request) -> str:
+    """Every method some route serves at this path.
+
+    Starlette's own Allow names only the first route that matched the path, so GET /login and
+    POST /login (two routes) would answer PUT /login with `Allow: GET, HEAD`.
+    """
+    methods: set[str] = set()
+    for route in request.app.router.routes:
+        if isinstance(route, Route) and route.methods:
+            match, _ = route.matches(request.scope)
+            if match != Match.NONE:
+                methods |= route.methods
+    return ", ".join(sorted(methods)) or _STATIC_METHODS
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     error: ServiceError
     if exc.status_code == 405:
-        error = MethodNotAllowedError()
+        error = MethodNotAllowedError(_allow(request))
     elif exc.status_code == 404:
         error = NotFoundError()
     else:

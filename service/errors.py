@@ -75,10 +75,25 @@ class InvalidLinkError(ServiceError):
     message = "This sign-in link is not valid. Please start again."
 
 
+# RFC 9110 §11.6.1: a 401 must name a scheme that would succeed. The API takes the access JWT
+# from the session cookie or as an RFC 6750 Bearer token; HTTP has no registered scheme for a
+# cookie, so Bearer (the one that works from any client) is the challenge for both.
+CHALLENGE = 'Bearer realm="latch"'
+
+
 class UnauthenticatedError(ServiceError):
     code = ErrorCode.UNAUTHENTICATED
     status = 401
     message = "You are not signed in."
+    # RFC 6750 §3.1's error code, set only when the refused credential was a Bearer token (a
+    # request that sent none gets the bare challenge, as §3.1 asks).
+    bearer_error: str | None = None
+
+    @property
+    def headers(self) -> dict[str, str]:
+        if self.bearer_error is None:
+            return {"WWW-Authenticate": CHALLENGE}
+        return {"WWW-Authenticate": f'{CHALLENGE}, error="{self.bearer_error}"'}
 
 
 class ForbiddenOriginError(ServiceError):
@@ -103,6 +118,15 @@ class MethodNotAllowedError(ServiceError):
     code = ErrorCode.METHOD_NOT_ALLOWED
     status = 405
     message = "Method not allowed."
+
+    def __init__(self, allow: str) -> None:
+        super().__init__()
+        self.allow = allow
+
+    @property
+    def headers(self) -> dict[str, str]:
+        # RFC 9110 §15.5.6: a 405 must list the methods the resource does support.
+        return {"Allow": self.allow}
 
 
 class FlowUsedError(ServiceError):

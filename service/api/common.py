@@ -38,7 +38,12 @@ async def read_json(request: Request, settings: Settings) -> dict[str, Any]:
         raise ForbiddenOriginError()
     ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if ctype != "application/json":
-        raise UnsupportedMediaTypeError()
+        # A POST with no body at all (refresh, logout) needs no Content-Type: what a JSON-only
+        # rule guards against is a cross-site form, which always sends one; a bodiless
+        # cross-origin fetch is refused by its Origin above (and carries no SameSite=Lax cookie).
+        if ctype or await request.body():
+            raise UnsupportedMediaTypeError()
+        return {}
     raw = await request.body()
     if not raw.strip():
         return {}

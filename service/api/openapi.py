@@ -1,17 +1,40 @@
-"""GET /openapi.json: the JSON API described as OpenAPI 3.1 (kept beside the code it describes)."""
+"""GET /openapi.json: the JSON API described as OpenAPI 3.1 (kept beside the code it describes).
+
+The document is what clients are generated from, so it says everything a request needs: each
+body and its media type (or that there is none), the cookies that are credentials (as
+`securitySchemes`, with the names this Latch uses), an `operationId` per operation, and the
+headers HTTP requires of an answer (`WWW-Authenticate` on every 401, `Retry-After` on 429/503).
+tests/api/test_openapi_clients.py generates three clients from it and signs in with one.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
-from service.errors import ErrorCode
+from service.api.schemas import INT, SCHEMAS, STR, ref
+from service.errors import CHALLENGE
+from service.settings import Settings
+from service.web.cookies import signin_cookie_name
 
-_STR = {"type": "string"}
-_INT = {"type": "integer"}
+_ERRORS = {
+    400: "Bad request",
+    401: "Not signed in",
+    403: "Forbidden origin",
+    404: "Not found",
+    409: "Already used",
+    410: "Expired or dead",
+    413: "Body too large",
+    415: "A body that is not JSON",
+    429: "Rate limited",
+    503: "Unavailable",
+}
+_POST_ERRORS = (400, 403, 413, 415, 503)
 
-
-def _ref(name: str) -> dict[str, str]:
-    return {"$ref": f"#/components/schemas/{name}"}
+# Security requirements (each list: any one of its entries suffices; `{}` means none needed).
+Security = list[dict[str, list[str]]]
+NONE: Security = []
+SIGNED_IN: Security = [{"sessionCookie": []}, {"bearerToken": []}]
+FLOW: Security = [{}, {"flowCookie": []}]  # the flow id in the body, or the latch_flow cookie
 
 
 def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
@@ -19,275 +42,221 @@ def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
 
 
 def _errors(*statuses: int) -> dict[str, Any]:
-    names = {
-        400: "Bad request",
-        401: "Not signed in",
-        403: "Forbidden origin",
-        404: "Not found",
-        409: "Already used",
-        410: "Expired or dead",
-        413: "Body too large",
-        415: "Not JSON",
-        429: "Rate limited",
-        503: "Unavailable",
-    }
     out: dict[str, Any] = {}
     for status in statuses:
-        response = _json(_ref("Error"), names[status])
+        response = _json(ref("LatchError"), _ERRORS[status])
         if status in (429, 503):
-            response["headers"] = {"Retry-After": {"schema": _INT, "required": True}}
+            response["headers"] = {"Retry-After": {"schema": INT, "required": True}}
+        if status == 401:
+            response["headers"] = {
+                "WWW-Authenticate": {
+                    "schema": STR,
+                    "required": True,
+                    "description": f'`{CHALLENGE}`, with `error="invalid_token"` when a '
+                    "Bearer token was refused (RFC 6750)",
+                }
+            }
         out[str(status)] = response
     return out
 
 
-def _body(schema: dict[str, Any], required: bool = True) -> dict[str, Any]:
-    return {"required": required, "content": {"application/json": {"schema": schema}}}
-
-
-_POST_ERRORS = (400, 403, 413, 415, 503)
-
-SCHEMAS: dict[str, Any] = {
-    "Error": {
-        "type": "object",
-        "required": ["error"],
-        "properties": {
-            "error": {
-                "type": "object",
-                "required": ["code", "message"],
-                "properties": {
-                    "code": {"type": "string", "enum": [str(c) for c in ErrorCode]},
-                    "message": _STR,
-                    "tries_left": _INT,
-                    "retry_after": _INT,
-                    "field": _STR,
-                },
-            }
-        },
-    },
-    "Started": {
-        "type": "object",
-        "required": ["flow_id", "expires_in", "resend_after"],
-        "properties": {"flow_id": _STR, "expires_in": _INT, "resend_after": _INT},
-    },
-    "SignedIn": {
-        "type": "object",
-        "required": ["user", "session"],
-        "properties": {
-            "user": {
-                "type": "object",
-                "required": ["id", "email"],
-                "properties": {"id": _STR, "email": _STR},
-            },
-            "session": {
-                "type": "object",
-                "required": ["id", "expires_at"],
-                "properties": {"id": _STR, "expires_at": _INT},
-            },
-        },
-    },
-    "NextStep": {
-        "type": "object",
-        "required": ["next_step", "methods"],
-        "properties": {
-            "next_step": {"type": "string", "enum": ["second_factor"]},
-            "methods": {"type": "array", "items": _STR},
-        },
-    },
-    "Session": {
-        "type": "object",
-        "required": [
-            "id",
-            "created_at",
-            "last_used_at",
-            "expires_at",
-            "ip",
-            "user_agent",
-            "current",
-        ],
-        "properties": {
-            "id": _STR,
-            "created_at": _INT,
-            "last_used_at": _INT,
-            "expires_at": _INT,
-            "ip": _STR,
-            "user_agent": _STR,
-            "device": _STR,
-            "current": {"type": "boolean"},
-        },
-    },
-}
+def _body(name: str, required: bool = True) -> dict[str, Any]:
+    return {"required": required, "content": {"application/json": {"schema": ref(name)}}}
 
 
 def _op(
-    summary: str, responses: dict[str, Any], body: dict[str, Any] | None = None, **extra: Any
+    operation_id: str,
+    summary: str,
+    responses: dict[str, Any],
+    *,
+    security: Security,
+    body: dict[str, Any] | None = None,
+    **extra: Any,
 ) -> dict[str, Any]:
-    op: dict[str, Any] = {"summary": summary, "responses": responses, **extra}
+    op: dict[str, Any] = {
+        "operationId": operation_id,
+        "summary": summary,
+        "security": security,
+        "responses": responses,
+        **extra,
+    }
     if body is not None:
         op["requestBody"] = body
     return op
 
 
-def build_spec(public_url: str) -> dict[str, Any]:
-    """The OpenAPI document for a Latch at `public_url`."""
-    email_body = {
-        "type": "object",
-        "required": ["email"],
-        "properties": {"email": {"type": "string", "maxLength": 320}, "next": {"type": "string"}},
+def _security_schemes(settings: Settings) -> dict[str, Any]:
+    def cookie(name: str, description: str) -> dict[str, Any]:
+        return {"type": "apiKey", "in": "cookie", "name": name, "description": description}
+
+    return {
+        "sessionCookie": cookie(
+            settings.session_cookie, "The access JWT, set by verify, link and refresh"
+        ),
+        "bearerToken": {
+            "type": "http",
+            "scheme": "bearer",
+            "bearerFormat": "JWT",
+            "description": "The same access JWT, for clients that keep no cookies",
+        },
+        "refreshCookie": cookie(settings.refresh_cookie, "The refresh token (rotated on use)"),
+        "flowCookie": cookie(settings.flow_cookie, "This browser's sign-in flow, set by start"),
+        "signinCookie": cookie(signin_cookie_name(settings), "A sign-in whose second step is due"),
     }
-    flow_body = {"type": "object", "properties": {"flow_id": _STR}}
-    verify_body = {
-        "type": "object",
-        "required": ["code"],
-        "properties": {"code": _STR, "flow_id": _STR},
-    }
-    signed_in = _json(_ref("SignedIn"), "Signed in; session cookies set")
+
+
+def _paths() -> dict[str, Any]:
+    signed_in = _json(ref("SignedIn"), "Signed in; session cookies set")
     # The first step passed and the user has a second factor: no session yet, only the
     # latch_signin cookie; POST /api/second-factor finishes (docs/design.md §11).
     first_step = _json(
-        {"oneOf": [_ref("SignedIn"), _ref("NextStep")]},
+        {"oneOf": [ref("SignedIn"), ref("SecondStepDue")]},
         "Signed in (session cookies set), or a second step is due (latch_signin cookie set)",
     )
-    second_body = {
-        "type": "object",
-        "required": ["method", "code"],
-        "properties": {"method": _STR, "code": _STR},
-    }
-    started = _json(_ref("Started"), "Mail queued; latch_flow cookie set")
-    paths: dict[str, Any] = {
+    started = _json(ref("Started"), "Mail queued; latch_flow cookie set")
+    x_latch = ("X-Latch-User", "X-Latch-Email", "X-Latch-Session", "X-Latch-AAL")
+    return {
         "/api/start": {
             "post": _op(
+                "startSignin",
                 "Start a sign-in: mail a code and a link",
                 {"202": started, **_errors(*_POST_ERRORS, 429)},
-                _body(email_body),
+                security=NONE,
+                body=_body("StartRequest"),
             )
         },
         "/api/resend": {
             "post": _op(
+                "resendCode",
                 "A new code and link on the same flow",
                 {"202": started, **_errors(*_POST_ERRORS, 404, 409, 410, 429)},
-                _body(flow_body, required=False),
+                security=FLOW,
+                body=_body("ResendRequest", required=False),
             )
         },
         "/api/verify": {
             "post": _op(
+                "verifyCode",
                 "Exchange a code for a session (or for the second step)",
                 {"200": first_step, **_errors(*_POST_ERRORS, 404, 409, 410, 429)},
-                _body(verify_body),
+                security=FLOW,
+                body=_body("VerifyRequest"),
             )
         },
         "/api/link": {
             "post": _op(
+                "verifyLink",
                 "Exchange a magic-link token for a session (or for the second step)",
                 {"200": first_step, **_errors(*_POST_ERRORS, 404, 409, 410)},
-                _body({"type": "object", "required": ["token"], "properties": {"token": _STR}}),
+                security=FLOW,
+                body=_body("LinkRequest"),
             )
         },
         "/api/second-factor": {
             "post": _op(
-                "Answer the second step of a sign-in (latch_signin cookie); a session as verify",
+                "answerSecondFactor",
+                "Answer the second step of a sign-in; a session as verify",
                 {"200": signed_in, **_errors(*_POST_ERRORS, 409, 410)},
-                _body(second_body),
+                security=[{"signinCookie": []}],
+                body=_body("SecondFactorRequest"),
             )
         },
         "/api/refresh": {
+            # No body: the refresh cookie is the whole request (an empty JSON object is also
+            # accepted). Clients send none, so none is described.
             "post": _op(
+                "refreshSession",
                 "Rotate the refresh token; new cookies",
-                {"200": signed_in, **_errors(401, 403, 413, 415, 503)},
+                {"200": signed_in, **_errors(400, 401, 403, 413, 415, 503)},
+                security=[{"refreshCookie": []}],
             )
         },
         "/api/logout": {
             "post": _op(
-                'Revoke this session (or all with {"all": true})',
+                "logout",
+                'Revoke this session (or all with {"all": true}); the body is optional',
                 {
                     "204": {"description": "Signed out; cookies cleared"},
                     **_errors(400, 401, 403, 413, 415, 503),
                 },
-                _body(
-                    {"type": "object", "properties": {"all": {"type": "boolean"}}}, required=False
-                ),
+                security=SIGNED_IN,
+                body=_body("LogoutRequest", required=False),
             )
         },
         "/api/session": {
             "get": _op(
+                "getSession",
                 "Who is signed in",
-                {"200": signed_in | {"description": "The session"}, **_errors(401, 503)},
+                {"200": _json(ref("SignedIn"), "The session"), **_errors(401, 503)},
+                security=SIGNED_IN,
             )
         },
         "/api/sessions": {
             "get": _op(
+                "listSessions",
                 "The person's live sessions",
-                {
-                    "200": _json(
-                        {
-                            "type": "object",
-                            "required": ["sessions"],
-                            "properties": {"sessions": {"type": "array", "items": _ref("Session")}},
-                        },
-                        "Sessions",
-                    ),
-                    **_errors(401, 503),
-                },
+                {"200": _json(ref("SessionList"), "Sessions"), **_errors(401, 503)},
+                security=SIGNED_IN,
             )
         },
         "/api/sessions/{session_id}": {
             "delete": _op(
+                "revokeSession",
                 "Revoke one of the person's sessions",
                 {"204": {"description": "Revoked"}, **_errors(401, 403, 404, 503)},
-                parameters=[{"name": "session_id", "in": "path", "required": True, "schema": _STR}],
+                security=SIGNED_IN,
+                parameters=[{"name": "session_id", "in": "path", "required": True, "schema": STR}],
             )
         },
         "/auth/check": {
             "get": _op(
+                "checkAuth",
                 "Forward auth: 200 with X-Latch-* headers, or 401",
                 {
                     "200": {
                         "description": "Valid session",
-                        "headers": {
-                            name: {"schema": _STR}
-                            for name in (
-                                "X-Latch-User",
-                                "X-Latch-Email",
-                                "X-Latch-Session",
-                                "X-Latch-AAL",
-                            )
-                        },
+                        "headers": {name: {"schema": STR, "required": True} for name in x_latch},
                     },
                     **_errors(401, 503),
                 },
+                security=SIGNED_IN,
             )
         },
         "/.well-known/jwks.json": {
             "get": _op(
+                "getJwks",
                 "Public signing keys (RFC 7517)",
-                {
-                    "200": _json(
-                        {
-                            "type": "object",
-                            "required": ["keys"],
-                            "properties": {"keys": {"type": "array", "items": {"type": "object"}}},
-                        },
-                        "JWKS",
-                    )
-                },
+                {"200": _json(ref("Jwks"), "JWKS")},
+                security=NONE,
             )
         },
         "/.well-known/latch-configuration": {
             "get": _op(
+                "getConfiguration",
                 "Issuer, audience, cookie names",
-                {"200": _json({"type": "object"}, "Configuration")},
+                {"200": _json(ref("LatchConfiguration"), "Configuration")},
+                security=NONE,
             )
         },
-        "/healthz": {"get": _op("Alive", {"200": _json({"type": "object"}, "Alive")})},
+        "/healthz": {
+            "get": _op("getHealth", "Alive", {"200": _json(ref("Health"), "Alive")}, security=NONE)
+        },
         "/readyz": {
             "get": _op(
+                "getReadiness",
                 "Ready",
                 {
-                    "200": _json({"type": "object"}, "Ready"),
-                    "503": _json({"type": "object"}, "Not ready"),
+                    "200": _json(ref("Readiness"), "Ready"),
+                    "503": _json(ref("Readiness"), "Not ready"),
                 },
+                security=NONE,
             )
         },
     }
+
+
+def build_spec(settings: Settings) -> dict[str, Any]:
+    """The OpenAPI document for this Latch (its URL and cookie names)."""
     return {
         "openapi": "3.1.0",
         "info": {
@@ -295,7 +264,7 @@ def build_spec(public_url: str) -> dict[str, Any]:
             "version": "1",
             "description": "Passwordless sign-in: a mailed code or link, a JWT in a cookie.",
         },
-        "servers": [{"url": public_url}],
-        "paths": paths,
-        "components": {"schemas": SCHEMAS},
+        "servers": [{"url": settings.public_url}],
+        "paths": _paths(),
+        "components": {"schemas": SCHEMAS, "securitySchemes": _security_schemes(settings)},
     }

@@ -45,7 +45,7 @@ async def jwks(request: Request) -> Response:
 
 async def openapi(request: Request) -> Response:
     """GET /openapi.json: the JSON API described as OpenAPI 3."""
-    spec = build_spec(app_state(request).settings.public_url)
+    spec = build_spec(app_state(request).settings)
     return JSONResponse(spec, headers={"Cache-Control": "public, max-age=300"})
 
 

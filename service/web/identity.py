@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from starlette.requests import HTTPConnection
 
+from service.errors import UnauthenticatedError
 from service.settings import Settings
 from service.signin.sessions import Identity
 from service.web.security import client_ip
@@ -21,9 +22,10 @@ def client(connection: HTTPConnection) -> tuple[str, str]:
 
 def access_token(connection: HTTPConnection, settings: Settings) -> str | None:
     """The access JWT from the session cookie or an `Authorization: Bearer` header."""
-    token = connection.cookies.get(settings.session_cookie)
-    if token:
-        return token
+    return connection.cookies.get(settings.session_cookie) or _bearer(connection)
+
+
+def _bearer(connection: HTTPConnection) -> str | None:
     auth = connection.headers.get("authorization", "")
     if auth[:7].lower() == "bearer ":
         return auth[7:].strip()
@@ -33,4 +35,12 @@ def access_token(connection: HTTPConnection, settings: Settings) -> str | None:
 async def current_identity(connection: HTTPConnection) -> Identity:
     """The signed-in person of this request, else UnauthenticatedError."""
     state = app_state(connection)
-    return await state.sessions.check(access_token(connection, state.settings))
+    token = access_token(connection, state.settings)
+    try:
+        return await state.sessions.check(token)
+    except UnauthenticatedError as e:
+        if token is not None and token == _bearer(connection):
+            # RFC 6750 §3.1: a refused Bearer token is named in the challenge, so the client
+            # knows to get a new token rather than to send one.
+            e.bearer_error = "invalid_token"
+        raise

@@ -258,8 +258,8 @@ def test_openapi_declares_the_second_step(rig: Rig) -> None:
     assert "/api/second-factor" in spec["paths"]
     verify = spec["paths"]["/api/verify"]["post"]["responses"]["200"]
     schema = verify["content"]["application/json"]["schema"]
-    assert {"$ref": "#/components/schemas/NextStep"} in schema["oneOf"]
-    codes = spec["components"]["schemas"]["Error"]["properties"]["error"]["properties"]["code"]
+    assert {"$ref": "#/components/schemas/SecondStepDue"} in schema["oneOf"]
+    codes = spec["components"]["schemas"]["LatchError"]["properties"]["error"]["properties"]["code"]
     assert "signin_expired" in codes["enum"]
 
 

@@ -1,0 +1,128 @@
+"""The named schemas of /openapi.json: every request body and every answer, as Latch sends them.
+
+Each has a name a generated client can turn into a type (openapi-python-client, openapi-typescript,
+hey-api): no inline object where a client must build or read one.
+
+No schema may share its name with one of its own properties: openapi-python-client's `from_dict`
+keeps the object being built in a local named after the schema (`error` for `Error`), and a
+property of that name overwrites it, so the output fails `mypy --strict`. Hence `LatchError`
+(whose property is `error`) and `SecondStepDue` (whose property is `next_step`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from service.errors import ErrorCode
+
+STR = {"type": "string"}
+INT = {"type": "integer"}
+BOOL = {"type": "boolean"}
+
+
+def ref(name: str) -> dict[str, str]:
+    """A reference to one of SCHEMAS."""
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _object(required: list[str], **properties: Any) -> dict[str, Any]:
+    schema: dict[str, Any] = {"type": "object", "properties": properties}
+    if required:
+        schema["required"] = required
+    return schema
+
+
+SCHEMAS: dict[str, Any] = {
+    # --- requests -------------------------------------------------------------------------
+    "StartRequest": _object(
+        ["email"],
+        email={"type": "string", "maxLength": 320},
+        next={"type": "string", "description": "Where to go once signed in (a safe URL)."},
+    ),
+    "ResendRequest": _object(
+        [], flow_id={"type": "string", "description": "Else the latch_flow cookie."}
+    ),
+    "VerifyRequest": _object(
+        ["code"], code=STR, flow_id={"type": "string", "description": "Else the latch_flow cookie."}
+    ),
+    "LinkRequest": _object(["token"], token=STR),
+    "SecondFactorRequest": _object(["method", "code"], method=STR, code=STR),
+    "LogoutRequest": _object(
+        [], all={"type": "boolean", "description": "Revoke every session of the person."}
+    ),
+    # --- answers --------------------------------------------------------------------------
+    "LatchError": _object(
+        ["error"],
+        error=_object(
+            ["code", "message"],
+            code={"type": "string", "enum": [str(c) for c in ErrorCode]},
+            message=STR,
+            tries_left=INT,
+            retry_after=INT,
+            field=STR,
+        ),
+    ),
+    "Started": _object(
+        ["flow_id", "expires_in", "resend_after"], flow_id=STR, expires_in=INT, resend_after=INT
+    ),
+    "User": _object(["id", "email"], id=STR, email=STR),
+    "SessionRef": _object(["id", "expires_at"], id=STR, expires_at=INT),
+    "SignedIn": _object(["user", "session"], user=ref("User"), session=ref("SessionRef")),
+    "SecondStepDue": _object(
+        ["next_step", "methods"],
+        next_step={"type": "string", "enum": ["second_factor"]},
+        methods={"type": "array", "items": STR},
+    ),
+    "Session": _object(
+        ["id", "created_at", "last_used_at", "expires_at", "ip", "user_agent", "device", "current"],
+        id=STR,
+        created_at=INT,
+        last_used_at=INT,
+        expires_at=INT,
+        ip=STR,
+        user_agent=STR,
+        device=STR,
+        current=BOOL,
+    ),
+    "SessionList": _object(["sessions"], sessions={"type": "array", "items": ref("Session")}),
+    "Jwk": {
+        "type": "object",
+        "required": ["kty"],
+        "properties": {
+            name: STR for name in ("kty", "kid", "alg", "use", "crv", "x", "y", "n", "e")
+        },
+    },
+    "Jwks": _object(["keys"], keys={"type": "array", "items": ref("Jwk")}),
+    "CookieNames": _object(["session", "refresh"], session=STR, refresh=STR),
+    "LatchConfiguration": _object(
+        [
+            "issuer",
+            "audience",
+            "jwks_uri",
+            "cookie_names",
+            "refresh_url",
+            "login_url",
+            "auth_check_url",
+            "algorithms",
+            "token_type",
+            "access_token_ttl",
+        ],
+        issuer=STR,
+        audience=STR,
+        jwks_uri=STR,
+        cookie_names=ref("CookieNames"),
+        refresh_url=STR,
+        login_url=STR,
+        auth_check_url=STR,
+        algorithms={"type": "array", "items": STR},
+        token_type=STR,
+        access_token_ttl=INT,
+    ),
+    "Health": _object(["status"], status=STR),
+    "ReadinessChecks": _object(["database", "mail_queue"], database=BOOL, mail_queue=BOOL),
+    "Readiness": _object(
+        ["status", "checks"],
+        status={"type": "string", "enum": ["ok", "unavailable"]},
+        checks=ref("ReadinessChecks"),
+    ),
+}
