@@ -10,10 +10,11 @@ import jwt
 import pytest
 from starlette.testclient import TestClient
 
+from service.app import create_app
 from service.oidc.clients import Client
 from service.oidc.jwts import at_hash
 from service.web.state import app_state_of
-from tests.conftest import BASE_URL, ClientFactory, RecordingTransport
+from tests.conftest import BASE_URL, ClientFactory, FakeClock, RecordingTransport, SettingsFactory
 from tests.support.oidc import (
     RP,
     app_target,
@@ -24,6 +25,7 @@ from tests.support.oidc import (
     register,
     sign_in_through_pages,
 )
+from tests.support.postgres import PostgresCluster
 
 EMAIL = "olga@example.com"
 
@@ -139,3 +141,25 @@ def test_es256_client_gets_es256_id_tokens(
     _, answer = first_code(browser, transport, client)
     body = exchange(browser, client, secret, answer["code"]).json()
     assert id_claims(browser, body["id_token"], client)["aud"] == client.id
+
+
+@pytest.mark.postgres
+def test_authorize_on_one_instance_and_exchange_on_another(
+    pg_cluster: PostgresCluster,
+    make_settings: SettingsFactory,
+    clock: FakeClock,
+    transport: RecordingTransport,
+) -> None:
+    # Two instances behind one PUBLIC_URL: one database, one SECRET_KEY, one KEYS_DIR.
+    settings = make_settings(DATABASE_URL=pg_cluster.create_database())
+    one = create_app(settings, mail_transport=transport, clock=clock)
+    two = create_app(settings, mail_transport=transport, clock=clock)
+    with TestClient(one, base_url=BASE_URL) as first, TestClient(two, base_url=BASE_URL) as other:
+        client, secret = register(first, first_party=True)
+        _, answer = first_code(first, transport, client)
+        tokens = exchange(other, client, secret, answer["code"])
+        assert tokens.status_code == 200, tokens.text
+        claims = id_claims(other, tokens.json()["id_token"], client)
+        assert claims["email"] == EMAIL
+        again = exchange(first, client, secret, answer["code"])
+        assert again.json()["error"] == "invalid_grant"
