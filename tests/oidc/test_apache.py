@@ -9,6 +9,7 @@ through mod_auth_openidc ends the Latch session (RP-initiated logout)."""
 from __future__ import annotations
 
 import os
+import re
 import secrets
 import socket
 import subprocess
@@ -20,8 +21,10 @@ from urllib.parse import quote
 
 import httpx
 import pytest
+from playwright.sync_api import expect, sync_playwright
 
-from tests.conftest import ROOT
+from tests.browser.test_pages import CHROMIUM, CHROMIUM_ARGS
+from tests.conftest import ROOT, mail_code
 from tests.support.net import HOST, free_port
 from tests.support.oidc import add_client_cli, browse
 from tests.support.server import Latch, running_latch
@@ -146,3 +149,28 @@ def test_apache_signs_in_through_latch_then_a_second_app_by_single_sign_on_then_
         )
         assert page is not None and "Signed out of the app" in page.text
         assert browser.get(f"{latch.url}/api/session").status_code == 401
+
+
+@pytest.mark.browser
+def test_chromium_signs_in_to_apache_through_latchs_pages(stack: tuple[Latch, str, str]) -> None:
+    # Chrome applies the code page's form-action to every redirect after its POST: the way back
+    # to the app (another origin) must get through, which is what Latch's forwarding page is for.
+    latch, one, _ = stack
+    email = "vera@example.com"
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(
+            executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
+        )
+        try:
+            page = chromium.new_context().new_page()
+            page.set_default_timeout(20_000)
+            page.goto(f"{one}/protected/")
+            expect(page).to_have_url(re.compile(r"/login\?"))
+            page.get_by_label("Email address").fill(email)
+            page.get_by_role("button", name="Email me a code").click()
+            expect(page).to_have_url(re.compile(r"/login/code$"))
+            page.get_by_label("6-digit code").fill(mail_code(latch.transport.wait_for(email)))
+            expect(page.get_by_text(f"Signed in as {email}")).to_be_visible()
+            assert page.url.startswith(f"{one}/protected/")
+        finally:
+            chromium.close()
