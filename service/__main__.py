@@ -1,9 +1,10 @@
-"""Command line: serve (default), migrate, users, keys, sessions, purge."""
+"""Command line: serve (default), migrate, users, keys, sessions, clients, purge."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import sys
 import time
 from collections.abc import Awaitable, Callable
@@ -14,6 +15,7 @@ from service.addresses import parse_email
 from service.errors import ConfigError, ServiceError
 from service.logs import configure_logging
 from service.settings import Settings, load_settings, read_environment
+from service.store import oauth as store_oauth
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -40,6 +42,12 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="only add a next key now; run `keys rotate` again later to switch",
     )
+    rot.add_argument(
+        "--oidc",
+        metavar="ALG",
+        choices=["RS256", "ES256", "EdDSA"],
+        help="rotate the OpenID provider's key of ALG instead of the sessions' key",
+    )
     retire = keys.add_parser("retire", help="stop publishing a retired key")
     retire.add_argument("kid")
     retire.add_argument(
@@ -53,7 +61,32 @@ def _parser() -> argparse.ArgumentParser:
     sessions.add_parser("revoke", help="revoke every session of an address").add_argument(
         "--email", required=True
     )
+    _client_commands(sub)
     return parser
+
+
+def _client_commands(sub: Any) -> None:
+    clients = sub.add_parser("clients", help="manage OpenID clients").add_subparsers(
+        dest="action", required=True
+    )
+    add = clients.add_parser("add", help="register a client; prints its id and secret once")
+    add.add_argument("name")
+    add.add_argument("--redirect-uri", action="append", required=True, dest="redirect_uris")
+    add.add_argument("--post-logout-redirect-uri", action="append", dest="logout_uris")
+    add.add_argument("--public", action="store_true", help="no secret; PKCE required")
+    add.add_argument("--first-party", action="store_true", help="no consent page")
+    add.add_argument("--require-second-factor", action="store_true", help="demand AAL2")
+    add.add_argument("--id-token-alg", default="RS256", choices=["RS256", "ES256", "EdDSA"])
+    add.add_argument("--json", action="store_true", help="print one JSON object")
+    clients.add_parser("list", help="list clients").add_argument("--json", action="store_true")
+    for name, text in (
+        ("show", "show one client"),
+        ("remove", "delete a client, its grants and consents"),
+        ("rotate-secret", "a new secret for a confidential client (the old one stops)"),
+    ):
+        one = clients.add_parser(name, help=text)
+        one.add_argument("client_id")
+        one.add_argument("--json", action="store_true")
 
 
 def _run_db(settings: Settings, work: Callable[[db.Database, list[int]], Awaitable[Any]]) -> Any:
@@ -138,13 +171,21 @@ def _keys(settings: Settings, args: argparse.Namespace) -> int:
         print(tokens.add_key(d, alg, "next" if args.next else "current"))
     elif args.action == "list":
         for entry in tokens.list_keys(d):
-            print(f"{entry['kid']}  {entry['alg']:6}  {entry['state']}")
+            role = "  openid" if entry.get("purpose") == tokens.OIDC else ""
+            print(f"{entry['kid']}  {entry['alg']:6}  {entry['state']}{role}")
     elif args.action == "rotate":
         # Only a waiting key of the configured algorithm is promoted: that is how a folder is
-        # switched to another algorithm (JWT_ALGORITHM=ES256 ... keys rotate).
-        pending = [e for e in tokens.list_keys(d) if e["state"] == "next" and e["alg"] == alg]
+        # switched to another algorithm (JWT_ALGORITHM=ES256 ... keys rotate). With --oidc,
+        # the same for the OpenID provider's key of that algorithm (docs/design.md §13).
+        purpose = tokens.OIDC if args.oidc else ""
+        alg = args.oidc or alg
+        pending = [
+            e
+            for e in tokens.list_keys(d)
+            if e["state"] == "next" and e["alg"] == alg and e.get("purpose", "") == purpose
+        ]
         if args.publish_first or not pending:
-            kid = tokens.add_key(d, alg, "next")
+            kid = tokens.add_key(d, alg, "next", purpose)
             print(f"published {kid} as next; run `keys rotate` after verifiers refetched")
             if args.publish_first:
                 return 0
@@ -182,6 +223,73 @@ def _keys_retire(settings: Settings, kid: str, force: bool) -> int:
     return 0
 
 
+def _clients(settings: Settings, args: argparse.Namespace) -> int:
+    """`clients add|list|show|remove|rotate-secret` (docs/design.md §13)."""
+    from service.oidc import clients
+
+    if settings.tokens.algorithm == "HS256":
+        print("OpenID clients need published keys: JWT_ALGORITHM=HS256 has none", file=sys.stderr)
+        return 1
+
+    async def work(database: db.Database, _: list[int]) -> int:
+        if args.action == "add":
+            try:
+                client, secret = await clients.register(
+                    database,
+                    settings.tokens.keys_dir,
+                    name=args.name,
+                    redirect_uris=args.redirect_uris,
+                    post_logout_redirect_uris=args.logout_uris,
+                    public=args.public,
+                    first_party=args.first_party,
+                    require_second_factor=args.require_second_factor,
+                    id_token_alg=args.id_token_alg,
+                    now=int(time.time()),
+                )
+            except clients.ClientError as e:
+                print(str(e), file=sys.stderr)
+                return 1
+            _print_client({**client.describe(), "client_secret": secret}, args.json)
+            if secret is not None and not args.json:
+                print("The secret is shown only this once: store it in the app now.")
+            return 0
+        if args.action == "list":
+            rows = await database.run(store_oauth.list_clients(), write=False)
+            described = [clients.Client.from_row(r).describe() for r in rows]
+            if args.json:
+                print(json.dumps(described))
+            for one in [] if args.json else described:
+                print(f"{one['client_id']}  {one['type']:12}  {one['name']}")
+            return 0
+        found = await clients.find(database, args.client_id)
+        if found is None:
+            print(f"no client {args.client_id}", file=sys.stderr)
+            return 1
+        if args.action == "show":
+            _print_client(found.describe(), args.json)
+        elif args.action == "remove":
+            await database.run(store_oauth.remove_client(found.id))
+            print(f"removed {found.id}; its tokens stop working now")
+        else:
+            secret = await clients.rotate_secret(database, found.id)
+            if secret is None:
+                print("a public client has no secret", file=sys.stderr)
+                return 1
+            _print_client({"client_id": found.id, "client_secret": secret}, args.json)
+        return 0
+
+    return int(_run_db(settings, work))
+
+
+def _print_client(described: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(described))
+        return
+    for key, value in described.items():
+        shown = " ".join(value) if isinstance(value, list) else value
+        print(f"{key}: {shown}")
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point."""
     args = _parser().parse_args(argv)
@@ -209,6 +317,8 @@ def main(argv: list[str] | None = None) -> int:
             return _sessions_revoke(settings, args.email)
         elif command == "keys":
             return _keys(settings, args)
+        elif command == "clients":
+            return _clients(settings, args)
     except ServiceError as e:
         print(e.message, file=sys.stderr)
         return 1

@@ -17,7 +17,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Match, Route
 
-from service import api, crypto, db, store
+from service import api, crypto, db, oidc, store
 from service.crypto import Keys
 from service.db import Database, open_database
 from service.delivery.mail import Mailer
@@ -29,6 +29,7 @@ from service.settings import Settings
 from service.signin.sessions import Sessions
 from service.signin.steps import SecondFactor
 from service.signin.wiring import build_signin
+from service.store import oauth
 from service.tokens import AlgorithmMismatchError, Keyring, ensure_key
 from service.web.metrics import AccessLogMiddleware, Metrics
 from service.web.public_cors import PublicCorsMiddleware
@@ -108,6 +109,8 @@ def create_app(
         routes=[
             *tag_routes([*api.routes, Route("/metrics", metrics.endpoint)], api.surface),
             claim_prefix("/api", api.surface),
+            *tag_routes(oidc.api_routes, oidc.api_surface),
+            *tag_routes(oidc.page_routes, oidc.pages_surface),
             *tag_routes(pages_signin.routes, pages_render.surface),
         ],
         middleware=[
@@ -155,6 +158,7 @@ def create_app(
             clock=clock,
         ),
     )
+    oidc.attach(app, settings, database, keyring, clock)
     return app
 
 
@@ -255,6 +259,7 @@ async def _purge(database: Database, settings: Settings, clock: Callable[[], flo
         await asyncio.sleep(settings.storage.purge_interval)
         try:
             counts: dict[str, Any] = await database.run(store.purge(int(clock()), FLOW_RETENTION))
+            counts.update(await database.run(oauth.purge_oauth(int(clock()), FLOW_RETENTION)))
             log.info("purge: %s", counts)
         except ServiceError as e:
             log.warning("purge skipped: %s", e.message)

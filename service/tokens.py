@@ -29,6 +29,9 @@ from service.verifier import Claims, InvalidTokenError, parse_token, verify_toke
 log = logging.getLogger("latch.tokens")
 
 TYP = "at+jwt"
+# Keys of the OpenID provider (docs/design.md §13): one current key per algorithm, beside the
+# sessions' one current key, for clients whose ID token algorithm differs from JWT_ALGORITHM.
+OIDC = "oidc"
 MANIFEST = "keyring.json"
 PrivateKey = ed25519.Ed25519PrivateKey | ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey
 PublicKey = ed25519.Ed25519PublicKey | ec.EllipticCurvePublicKey | rsa.RSAPublicKey
@@ -100,8 +103,9 @@ def _write_manifest(keys_dir: Path, entries: list[dict[str, Any]]) -> None:
     os.replace(tmp, keys_dir / MANIFEST)
 
 
-def add_key(keys_dir: Path, alg: str, state: str) -> str:
-    """Generate a key into KEYS_DIR with the given state; returns its kid."""
+def add_key(keys_dir: Path, alg: str, state: str, purpose: str = "") -> str:
+    """Generate a key into KEYS_DIR with the given state; returns its kid. `purpose` "oidc"
+    makes a key of the OpenID provider (see OIDC below) instead of the sessions' key."""
     keys_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     kid = secrets.token_urlsafe(12)
     pem = generate_private_key(alg).private_bytes(
@@ -115,17 +119,25 @@ def add_key(keys_dir: Path, alg: str, state: str) -> str:
     entries = _read_manifest(keys_dir)
     now = int(time.time())
     if state == "current":
-        _retire_current(entries, now)
-    entries.append({"kid": kid, "alg": alg, "state": state, "created_at": now})
+        _retire_current(entries, now, purpose, alg)
+    entry = {"kid": kid, "alg": alg, "state": state, "created_at": now}
+    entries.append({**entry, "purpose": purpose} if purpose else entry)
     _write_manifest(keys_dir, entries)
     return kid
 
 
-def _retire_current(entries: list[dict[str, Any]], now: int) -> None:
+def _same_role(entry: Mapping[str, Any], purpose: str, alg: str) -> bool:
+    # The sessions' key is one, whatever its algorithm; the OpenID keys are one per algorithm.
+    if entry.get("purpose", "") != purpose:
+        return False
+    return purpose != OIDC or entry["alg"] == alg
+
+
+def _retire_current(entries: list[dict[str, Any]], now: int, purpose: str, alg: str) -> None:
     # `retired_at` says when the last token this key signed can expire (plus ACCESS_TTL), so
     # `keys retire` can tell whether unpublishing it would break tokens still in use.
     for entry in entries:
-        if entry["state"] == "current":
+        if entry["state"] == "current" and _same_role(entry, purpose, alg):
             entry["state"] = "retired"
             entry["retired_at"] = now
 
@@ -137,7 +149,8 @@ def set_state(keys_dir: Path, kid: str, state: str) -> None:
         raise KeyError(kid)
     now = int(time.time())
     if state == "current":
-        _retire_current(entries, now)
+        promoted = next(e for e in entries if e["kid"] == kid)
+        _retire_current(entries, now, promoted.get("purpose", ""), promoted["alg"])
     for entry in entries:
         if entry["kid"] == kid:
             entry["state"] = state
@@ -158,7 +171,9 @@ def ensure_key(keys_dir: Path, alg: str) -> None:
     one stays published as retired, so tokens already issued keep verifying. Production never
     does this: there the folder is shared and the operator rotates (see Keyring).
     """
-    current = [e for e in _read_manifest(keys_dir) if e["state"] == "current"]
+    current = [
+        e for e in _read_manifest(keys_dir) if e["state"] == "current" and not e.get("purpose")
+    ]
     if not current:
         kid = add_key(keys_dir, alg, "current")
         log.warning("generated a development signing key %s in %s", kid, keys_dir)
@@ -171,6 +186,18 @@ def ensure_key(keys_dir: Path, alg: str) -> None:
             kid,
             keys_dir,
         )
+
+
+def ensure_oidc_key(keys_dir: Path, alg: str) -> str | None:
+    """A key to sign an OpenID client's ID tokens with `alg`: the sessions' own key when it is
+    of that algorithm, else a current OpenID key of it, generated when there is none (so the
+    JWKS gains an RS256 key when the first client needs one). The new kid, or None."""
+    entries = _read_manifest(keys_dir)
+    if any(e["state"] == "current" and e["alg"] == alg for e in entries):
+        return None
+    kid = add_key(keys_dir, alg, "current", OIDC)
+    log.warning("generated an OpenID %s signing key %s in %s", alg, kid, keys_dir)
+    return kid
 
 
 def _load(keys_dir: Path, entry: Mapping[str, Any]) -> SigningKey:
@@ -221,6 +248,8 @@ class Keyring:
         self._hmac_key = hmac_key
         self._stamp: bytes | None = None
         self.current: SigningKey
+        # The OpenID provider's current keys, by algorithm, beside the sessions' key.
+        self.oidc: dict[str, SigningKey] = {}
         self.keys: dict[str, SigningKey] = {}
         self._jwks_cache: tuple[dict[str, SigningKey], bytes] | None = None
         # Bumped whenever the published keys change: caches of verified tokens are tied to it,
@@ -259,7 +288,9 @@ class Keyring:
             for e in entries
             if e["state"] in ("next", "current", "retired")
         }
-        current = [k for k in keys.values() if k.state == "current"]
+        roles = {e["kid"]: e.get("purpose", "") for e in entries}
+        current = [k for k in keys.values() if k.state == "current" and not roles[k.kid]]
+        oidc = {k.alg: k for k in keys.values() if k.state == "current" and roles[k.kid] == OIDC}
         if len(current) != 1:
             raise RuntimeError(f"{self.keys_dir} must hold exactly one current key")
         if self._stamp is not None and current[0].alg != self.alg:
@@ -276,6 +307,7 @@ class Keyring:
                 current[0].alg,
             )
         self.keys, self.current, self._stamp = keys, current[0], stamp
+        self.oidc = oidc
         self.generation += 1
         log.info("signing keys loaded: current %s, %d published", current[0].kid, len(keys))
         return True
@@ -305,6 +337,18 @@ class Keyring:
             key.private,
             algorithm=key.alg,
             headers={"kid": key.kid, "typ": TYP},
+        )
+
+    def sign_as(self, alg: str, claims: Mapping[str, Any], *, typ: str) -> str:
+        """A JWT signed with `alg` (ID tokens, the provider's access tokens): by the sessions'
+        key when it is of that algorithm, else by the current OpenID key of it; KeyError when
+        KEYS_DIR holds none."""
+        key = self.current if self.current.alg == alg else self.oidc.get(alg)
+        if key is None:
+            self.reload()  # a key `clients add` has just made is used without waiting
+            key = self.current if self.current.alg == alg else self.oidc[alg]
+        return jwt.encode(
+            dict(claims), key.private, algorithm=key.alg, headers={"kid": key.kid, "typ": typ}
         )
 
     def verify(self, token: str, *, issuer: str, audience: str, max_lifetime: int) -> Claims:

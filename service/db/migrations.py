@@ -109,6 +109,70 @@ MIGRATIONS: tuple[tuple[int, str, tuple[str, ...]], ...] = (
             "CREATE INDEX signins_user ON signins (user_id)",
         ),
     ),
+    (
+        5,
+        "OpenID Connect provider: clients, pending requests, grants, consents",
+        (
+            # docs/design.md §13. Lists (redirect URIs, scopes) are space-separated: a URI
+            # cannot hold a space, and both backends compare them the same way.
+            """CREATE TABLE oauth_clients (
+                id TEXT PRIMARY KEY,
+                name TEXT NOT NULL,
+                secret_hash TEXT,
+                redirect_uris TEXT NOT NULL,
+                post_logout_redirect_uris TEXT NOT NULL DEFAULT '',
+                scopes TEXT NOT NULL,
+                first_party INTEGER NOT NULL DEFAULT 0,
+                require_aal2 INTEGER NOT NULL DEFAULT 0,
+                id_token_alg TEXT NOT NULL,
+                created_at BIGINT NOT NULL
+            )""",
+            # An authorization request waiting for a sign-in or a consent: kept here so that
+            # nothing of it travels in a URL beyond its random id.
+            """CREATE TABLE oauth_requests (
+                id TEXT PRIMARY KEY,
+                client_id TEXT NOT NULL REFERENCES oauth_clients (id) ON DELETE CASCADE,
+                params TEXT NOT NULL,
+                created_at BIGINT NOT NULL,
+                expires_at BIGINT NOT NULL,
+                consumed_at BIGINT
+            )""",
+            "CREATE INDEX oauth_requests_expires ON oauth_requests (expires_at)",
+            # A grant: one authorization code and the tokens issued from it (a second use of
+            # the code, or a replayed refresh token, revokes the whole row).
+            """CREATE TABLE oauth_grants (
+                id TEXT PRIMARY KEY,
+                client_id TEXT NOT NULL REFERENCES oauth_clients (id) ON DELETE CASCADE,
+                user_id TEXT NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+                session_id TEXT NOT NULL,
+                scope TEXT NOT NULL,
+                redirect_uri TEXT NOT NULL,
+                nonce TEXT,
+                code_challenge TEXT,
+                code_hash TEXT NOT NULL UNIQUE,
+                code_expires_at BIGINT NOT NULL,
+                code_used_at BIGINT,
+                refresh_hash TEXT UNIQUE,
+                prev_refresh_hash TEXT,
+                rotated_at BIGINT,
+                aal INTEGER NOT NULL,
+                amr TEXT NOT NULL,
+                auth_time BIGINT NOT NULL,
+                created_at BIGINT NOT NULL,
+                revoked_at BIGINT
+            )""",
+            "CREATE INDEX oauth_grants_user ON oauth_grants (user_id, client_id)",
+            "CREATE INDEX oauth_grants_prev_refresh ON oauth_grants (prev_refresh_hash)",
+            "CREATE INDEX oauth_grants_session ON oauth_grants (session_id)",
+            """CREATE TABLE oauth_consents (
+                user_id TEXT NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+                client_id TEXT NOT NULL REFERENCES oauth_clients (id) ON DELETE CASCADE,
+                scope TEXT NOT NULL,
+                created_at BIGINT NOT NULL,
+                PRIMARY KEY (user_id, client_id)
+            )""",
+        ),
+    ),
 )
 
 

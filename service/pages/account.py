@@ -10,6 +10,8 @@ from starlette.routing import BaseRoute, Route
 
 from service.device import device_name
 from service.errors import UnauthenticatedError
+from service.pages.apps import apps_of
+from service.pages.apps import routes as app_routes
 from service.pages.render import redirect, render
 from service.web import csrf
 from service.web.cookies import clear_session_cookies
@@ -63,7 +65,12 @@ async def account_page(request: Request) -> Response:
     ]
     rows.sort(key=lambda r: not r["current"])
     notice = "That session has been signed out." if request.query_params.get("revoked") else None
-    return render(request, "account.html", email=identity.email, sessions=rows, notice=notice)
+    if request.query_params.get("app_revoked"):
+        notice = "That app can no longer sign you in without asking."
+    apps = await apps_of(state, identity)
+    return render(
+        request, "account.html", email=identity.email, sessions=rows, notice=notice, apps=apps
+    )
 
 
 async def revoke_submit(request: Request) -> Response:
@@ -96,6 +103,7 @@ async def logout_submit(request: Request) -> Response:
 
 
 routes: list[BaseRoute] = [
+    *app_routes,
     Route("/account", account_page, methods=["GET"]),
     Route("/account/sessions/{session_id}/revoke", revoke_submit, methods=["POST"]),
     Route("/logout", logout_submit, methods=["POST"]),

@@ -79,7 +79,10 @@ async def login_page(request: Request) -> Response:
     """GET /login?next=…: the email form."""
     settings = app_state(request).settings
     next_url = safe_next(request.query_params.get("next"), settings)
-    return render(request, "login.html", email="", next_url=next_url)
+    # `email` pre-fills the field (an OpenID client's login_hint, docs/design.md §13); it is
+    # only shown, escaped, and the person still submits it themselves.
+    email = request.query_params.get("email", "")[:254]
+    return render(request, "login.html", email=email, next_url=next_url)
 
 
 async def login_submit(request: Request) -> Response:

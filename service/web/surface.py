@@ -1,12 +1,12 @@
 """Surfaces: which one a request reached decides how its errors are rendered.
 
-Each surface (the JSON API, the HTML pages, later the OpenID provider and the admin API) owns its
-routes and its error renderer. `create_app` tags every route with its surface; when a route
-handles a request it records the surface in the ASGI scope, so an error raised anywhere below —
-in the handler, in the body limit, in the method check — is rendered as that surface renders
-errors, not by guessing from a list of path prefixes. A request that reached no route (an
-unknown path) gets the app's default surface; a catch-all mount such as `/api` claims the
-unknown paths under it for its surface.
+Each surface (the JSON API, the HTML pages, the OpenID provider's pages and its back channel,
+later the admin API) owns its routes and its error renderer. `create_app` tags every route with
+its surface; when a route handles a request it records the surface in the ASGI scope, so an
+error raised anywhere below — in the handler, in the body limit, in the method check — is
+rendered as that surface renders errors, not by guessing from a list of path prefixes. A
+request that reached no route (an unknown path) gets the app's default surface; a catch-all
+mount such as `/api` claims the unknown paths under it for its surface.
 """
 
 from __future__ import annotations
