@@ -18,17 +18,23 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from service import api, crypto, db, store
+from service.api import factors as api_factors
 from service.crypto import Keys
 from service.db import Database, open_database
 from service.delivery.mail import Mailer
+from service.delivery.notices import Notices
 from service.delivery.transports import Transport, default_transport
 from service.errors import MethodNotAllowedError, NotFoundError, ServiceError
 from service.pages import render as pages_render
+from service.pages import security as pages_security
 from service.pages import signin as pages_signin
 from service.settings import Settings
+from service.signin.factors import AccountFactors
 from service.signin.flows import Login
+from service.signin.recovery import RecoveryCodes
 from service.signin.sessions import Sessions
 from service.signin.steps import SecondFactor, SecondFactors
+from service.signin.totp import Totp
 from service.tokens import Keyring, ensure_key
 from service.web.metrics import AccessLogMiddleware, Metrics
 from service.web.security import (
@@ -59,8 +65,9 @@ def create_app(
     """The Latch ASGI app. Tests pass a transport, a database, a clock or the code generator;
     nothing is patched.
 
-    `second_factors` are the second-step methods this Latch can check (docs/design.md §11);
-    the factor features register theirs here.
+    `second_factors` are second-step methods this Latch can check besides its own
+    authenticator apps and recovery codes (docs/design.md §11); one with the same method
+    replaces the built-in one (tests bring their own).
     """
     database = database or open_database(settings.storage.resolved_database_url)
     if settings.development and settings.tokens.algorithm != "HS256":
@@ -75,6 +82,11 @@ def create_app(
         allow=settings.web.metrics_allow, trusted_proxies=settings.web.trusted_proxies
     )
     metrics.watch_queue(lambda: mailer.depth)
+    notices = Notices(settings, mailer)
+    login = Login(settings, database, mailer, keyring, clock, new_code=new_code)
+    totp = Totp(settings, database)
+    recovery = RecoveryCodes(settings, database, notices)
+    account_factors = AccountFactors(settings, database, login, totp, recovery, notices, clock)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -93,6 +105,7 @@ def create_app(
         try:
             yield
         finally:
+            await notices.drain(settings.runtime.shutdown_grace)
             await mailer.drain(settings.runtime.shutdown_grace)
             for task in tasks:
                 task.cancel()
@@ -102,9 +115,12 @@ def create_app(
 
     app = Starlette(
         routes=[
-            *tag_routes([*api.routes, Route("/metrics", metrics.endpoint)], api.surface),
+            *tag_routes(
+                [*api.routes, *api_factors.routes, Route("/metrics", metrics.endpoint)],
+                api.surface,
+            ),
             claim_prefix("/api", api.surface),
-            *tag_routes(pages_signin.routes, pages_render.surface),
+            *tag_routes([*pages_security.routes, *pages_signin.routes], pages_render.surface),
         ],
         middleware=[
             Middleware(AccessLogMiddleware, metrics=metrics),
@@ -129,9 +145,11 @@ def create_app(
             database=database,
             keyring=keyring,
             mailer=mailer,
-            login=Login(settings, database, mailer, keyring, clock, new_code=new_code),
+            login=login,
             sessions=Sessions(settings, database, keyring, clock),
-            factors=SecondFactors(second_factors),
+            factors=SecondFactors([totp, recovery, *second_factors]),
+            account_factors=account_factors,
+            notices=notices,
             metrics=metrics,
             clock=clock,
         ),

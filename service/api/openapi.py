@@ -22,7 +22,7 @@ def _errors(*statuses: int) -> dict[str, Any]:
     names = {
         400: "Bad request",
         401: "Not signed in",
-        403: "Forbidden origin",
+        403: "Forbidden origin, or step_up_required (with the `methods` /api/step-up takes)",
         404: "Not found",
         409: "Already used",
         410: "Expired or dead",
@@ -60,6 +60,7 @@ SCHEMAS: dict[str, Any] = {
                     "tries_left": _INT,
                     "retry_after": _INT,
                     "field": _STR,
+                    "methods": {"type": "array", "items": _STR},
                 },
             }
         },
@@ -89,8 +90,46 @@ SCHEMAS: dict[str, Any] = {
         "type": "object",
         "required": ["next_step", "methods"],
         "properties": {
-            "next_step": {"type": "string", "enum": ["second_factor"]},
+            "next_step": {"type": "string", "enum": ["second_factor", "enrol_second_factor"]},
             "methods": {"type": "array", "items": _STR},
+        },
+    },
+    "Enrolment": {
+        "type": "object",
+        "required": ["secret", "otpauth_uri", "qr_svg"],
+        "properties": {"secret": _STR, "otpauth_uri": _STR, "qr_svg": _STR},
+    },
+    "RecoveryCodes": {
+        "type": "object",
+        "required": ["recovery_codes"],
+        "properties": {"recovery_codes": {"type": "array", "items": _STR}},
+    },
+    "Factors": {
+        "type": "object",
+        "required": ["totp", "passkeys", "recovery_codes", "step_up"],
+        "properties": {
+            "totp": {
+                "type": "object",
+                "required": ["enrolled", "created_at"],
+                "properties": {
+                    "enrolled": {"type": "boolean"},
+                    "created_at": {"type": ["integer", "null"]},
+                },
+            },
+            "passkeys": {"type": "array", "items": {"type": "object"}},
+            "recovery_codes": {
+                "type": "object",
+                "required": ["left"],
+                "properties": {"left": _INT},
+            },
+            "step_up": {
+                "type": "object",
+                "required": ["recent", "methods"],
+                "properties": {
+                    "recent": {"type": "boolean"},
+                    "methods": {"type": "array", "items": _STR},
+                },
+            },
         },
     },
     "Session": {
@@ -125,6 +164,95 @@ def _op(
     if body is not None:
         op["requestBody"] = body
     return op
+
+
+def _factor_paths() -> dict[str, Any]:
+    """Second factors, step-up and enrolment during a sign-in (docs/design.md §11)."""
+    code_body = _body({"type": "object", "required": ["code"], "properties": {"code": _STR}})
+    answer_body = _body(
+        {
+            "type": "object",
+            "required": ["method", "code"],
+            "properties": {"method": _STR, "code": _STR},
+        }
+    )
+    enrolment = _json(_ref("Enrolment"), "A new secret, shown once; pending for 10 minutes")
+    codes = _json(_ref("RecoveryCodes"), "Ten recovery codes, shown once")
+    changed = (400, 401, 403, 413, 415, 503)
+    return {
+        "/api/factors": {
+            "get": _op(
+                "The person's second factors",
+                {"200": _json(_ref("Factors"), "Factors"), **_errors(401, 503)},
+            )
+        },
+        "/api/factors/totp": {
+            "post": _op(
+                "Begin setting up an authenticator app (needs a recent step)",
+                {"200": enrolment, **_errors(*changed)},
+            ),
+            "delete": _op(
+                "Remove the authenticator app (needs a recent step)",
+                {"204": {"description": "Removed"}, **_errors(401, 403, 503)},
+            ),
+        },
+        "/api/factors/totp/confirm": {
+            "post": _op(
+                "Turn the authenticator app on with its first code; recovery codes when it is"
+                " the first factor, else {}",
+                {
+                    "200": _json(
+                        {"oneOf": [_ref("RecoveryCodes"), {"type": "object"}]}, "Turned on"
+                    ),
+                    **_errors(*changed),
+                },
+                code_body,
+            )
+        },
+        "/api/factors/recovery-codes": {
+            "post": _op(
+                "Ten new recovery codes; the old ones stop working (needs a recent step)",
+                {"200": codes, **_errors(*changed)},
+            )
+        },
+        "/api/step-up": {
+            "post": _op(
+                "Pass a step on this session; a new access cookie (aal2, auth_time now)",
+                {
+                    "200": _json(
+                        {
+                            "type": "object",
+                            "required": ["aal", "auth_time"],
+                            "properties": {"aal": _INT, "auth_time": _INT},
+                        },
+                        "Stepped up; access cookie set",
+                    ),
+                    **_errors(*changed, 429),
+                },
+                answer_body,
+            )
+        },
+        "/api/second-factor/enrol": {
+            "post": _op(
+                "REQUIRE_SECOND_FACTOR=all: begin setting up an authenticator app to finish a"
+                " sign-in (latch_signin cookie)",
+                {"200": enrolment, **_errors(*_POST_ERRORS, 409, 410)},
+            )
+        },
+        "/api/second-factor/enrol/confirm": {
+            "post": _op(
+                "Turn the app on with its first code and finish the sign-in",
+                {
+                    "200": _json(
+                        {"allOf": [_ref("SignedIn"), _ref("RecoveryCodes")]},
+                        "Signed in; session cookies set; recovery codes shown once",
+                    ),
+                    **_errors(*_POST_ERRORS, 409, 410),
+                },
+                code_body,
+            )
+        },
+    }
 
 
 def build_spec(public_url: str) -> dict[str, Any]:
@@ -189,6 +317,7 @@ def build_spec(public_url: str) -> dict[str, Any]:
                 _body(second_body),
             )
         },
+        **_factor_paths(),
         "/api/refresh": {
             "post": _op(
                 "Rotate the refresh token; new cookies",

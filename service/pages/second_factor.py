@@ -122,6 +122,8 @@ async def second_factor_page(request: Request) -> Response:
         )
     except (FlowDeadError, FlowUsedError, SigninExpiredError) as e:
         return _ended(request, e)
+    if not step.methods:  # REQUIRE_SECOND_FACTOR=all and no factor yet: set one up first
+        return redirect("/login/enrol")
     return await _page(request, step, _chosen(step, request.query_params.get("method")))
 
 

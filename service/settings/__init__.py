@@ -20,8 +20,10 @@ from service.settings.fields import Network, env, read_section, secret, url
 from service.settings.sections import (
     ALGORITHMS,
     LOGO_TYPES,
+    SECOND_FACTOR_POLICIES,
     SMTP_TLS_MODES,
     BrandSettings,
+    FactorSettings,
     LimitSettings,
     MailSettings,
     RuntimeSettings,
@@ -36,8 +38,10 @@ __all__ = [
     "ALGORITHMS",
     "DEV_HOSTS",
     "LOGO_TYPES",
+    "SECOND_FACTOR_POLICIES",
     "SMTP_TLS_MODES",
     "BrandSettings",
+    "FactorSettings",
     "LimitSettings",
     "MailSettings",
     "Network",
@@ -66,6 +70,7 @@ class Settings:
     mail: MailSettings = field(default_factory=MailSettings)
     limits: LimitSettings = field(default_factory=LimitSettings)
     signin: SigninSettings = field(default_factory=SigninSettings)
+    factors: FactorSettings = field(default_factory=FactorSettings)
     sessions: SessionSettings = field(default_factory=SessionSettings)
     tokens: TokenSettings = field(default_factory=TokenSettings)
     web: WebSettings = field(default_factory=WebSettings)
@@ -141,6 +146,7 @@ class Settings:
             self.mail,
             self.limits,
             self.signin,
+            self.factors,
             self.sessions,
             self.tokens,
             self.web,
@@ -223,6 +229,7 @@ def load_settings(environ: Mapping[str, str], *, require_key: bool = True) -> Se
         mail=read_section(MailSettings, environ, problems),
         limits=read_section(LimitSettings, environ, problems),
         signin=read_section(SigninSettings, environ, problems),
+        factors=read_section(FactorSettings, environ, problems),
         sessions=read_section(SessionSettings, environ, problems),
         tokens=read_section(
             TokenSettings,

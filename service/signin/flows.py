@@ -240,6 +240,7 @@ class Login:
             amr=amr,
             aal=int(aal),
             step=store.NewStep(id=crypto.new_id(), expires_at=now + SIGNIN_TTL),
+            policy=self.settings.factors.require_second_factor,
         ), refresh
 
     async def verify_code(

@@ -10,7 +10,9 @@ from starlette.requests import HTTPConnection
 
 from service.db import Database
 from service.delivery.mail import Mailer
+from service.delivery.notices import Notices
 from service.settings import Settings
+from service.signin.factors import AccountFactors
 from service.signin.flows import Login
 from service.signin.sessions import Sessions
 from service.signin.steps import SecondFactors
@@ -29,6 +31,8 @@ class AppState:
     login: Login
     sessions: Sessions
     factors: SecondFactors
+    account_factors: AccountFactors
+    notices: Notices
     metrics: Metrics
     clock: Callable[[], float]
 
