@@ -9,7 +9,7 @@ Every change of factors needs a recent step; without one the browser is sent to
 
 from __future__ import annotations
 
-from urllib.parse import urlencode
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -83,7 +83,17 @@ def _enrol_page(
 def _codes_page(request: Request, codes: list[str], next_url: str) -> Response:
     name = app_state(request).settings.brand.app_name
     download = f"{name} recovery codes\n\n" + "\n".join(codes) + "\n\nEach code works once.\n"
-    return render(request, "recovery_codes.html", codes=codes, download=download, next_url=next_url)
+    # "Continue" is a GET form (it only asks that the box be ticked), and a GET form drops its
+    # action's query: the query of `next` travels as hidden fields instead.
+    parts = urlsplit(next_url)
+    return render(
+        request,
+        "recovery_codes.html",
+        codes=codes,
+        download=download,
+        next_url=urlunsplit((parts.scheme, parts.netloc, parts.path, "", "")),
+        next_query=parse_qsl(parts.query),
+    )
 
 
 async def security_page(request: Request) -> Response:
