@@ -88,7 +88,7 @@ class Notices:
     def send(self, notice: Notice) -> None:
         """Send in the background; never raises into the request that changed a factor."""
         if len(self._tasks) >= MAX_IN_FLIGHT:
-            log.warning("mail.notice dropped kind=%s: too many in flight", notice.kind)
+            log.warning("mail.notice_failed kind=%s: too many in flight", notice.kind)
             return
         task = asyncio.create_task(self._deliver(notice), name="latch-notice")
         self._tasks.add(task)
@@ -99,7 +99,7 @@ class Notices:
         try:
             message = self.render(notice)
         except (jinja2.TemplateError, ValueError) as e:
-            log.warning("mail.notice failed kind=%s to=%s: %s", notice.kind, to, type(e).__name__)
+            log.warning("mail.notice_failed kind=%s to=%s: %s", notice.kind, to, type(e).__name__)
             return
         sender = self.mailer.renderer.envelope_sender
         for delay in (*RETRY_DELAYS, None):
@@ -107,12 +107,12 @@ class Notices:
                 await self.mailer.transport.send(message, sender=sender, recipients=(notice.to,))
             except TransientMailError as e:
                 if delay is None:
-                    log.warning("mail.notice failed kind=%s to=%s: %s", notice.kind, to, e)
+                    log.warning("mail.notice_failed kind=%s to=%s: %s", notice.kind, to, e)
                     return
                 await asyncio.sleep(delay)
                 continue
             except PermanentMailError as e:
-                log.warning("mail.notice failed kind=%s to=%s: %s", notice.kind, to, e)
+                log.warning("mail.notice_failed kind=%s to=%s: %s", notice.kind, to, e)
                 return
             self.sent += 1
             log.info("mail.notice kind=%s to=%s", notice.kind, to)
@@ -126,4 +126,4 @@ class Notices:
         for task in late:
             task.cancel()
         if late:
-            log.warning("mail.notice %d notices lost at shutdown", len(late))
+            log.warning("mail.notice_failed %d notices lost at shutdown", len(late))
