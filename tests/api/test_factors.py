@@ -172,7 +172,9 @@ def test_changing_factors_needs_a_recent_step_and_step_up_gives_one(
     stepped = client.post("/api/step-up", json={"method": "totp", "code": code_now(secret, clock)})
     assert stepped.status_code == 200, stepped.text
     assert stepped.json()["aal"] == 2
-    assert claims(client)["auth_time"] == int(clock())
+    # The session was opened by email alone, before the app existed: now it is two-factor.
+    assert claims(client)["auth_time"] == int(clock()) and claims(client)["acr"] == "aal2"
+    assert client.get("/auth/check").headers["x-latch-aal"] == "2"
     assert client.post("/api/factors/recovery-codes", json={}).status_code == 200
 
 

@@ -88,7 +88,13 @@ def test_authenticator_and_recovery_code_sign_ins_over_tcp(tmp_path: Path, sink:
                 "the recovery-code notice",
             )
             assert "9 recovery codes left" in text_of(used[0])
-        output = latch.output()
-    assert "factor.added method=totp" in output and "mail.notice kind=recovery_code_used" in output
+        # The sink holds the mail a moment before Latch has read the server's reply and logged.
+
+        def logged() -> str | None:
+            out = latch.output()
+            return out if "mail.notice kind=recovery_code_used" in out else None
+
+        output = eventually(logged, "the notice's log line")
+    assert "factor.added method=totp" in output
     for value in [secret, secret.lower(), *codes, *(c.replace("-", "") for c in codes)]:
         assert value not in output, "a factor secret reached the process output"
