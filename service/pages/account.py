@@ -29,7 +29,7 @@ def _ago(then: int, now: int) -> str:
     return "just now"
 
 
-def _moment(then: int, now: int) -> dict[str, str]:
+def moment(then: int, now: int) -> dict[str, str]:
     stamp = datetime.fromtimestamp(then, UTC)
     return {
         "iso": stamp.isoformat(),
@@ -55,15 +55,23 @@ async def account_page(request: Request) -> Response:
             "id": s["id"],
             "device": device_name(s["user_agent"] or "") or "Unknown device",
             "ip": s["ip"] or "unknown",
-            "created": _moment(s["created_at"], now),
-            "last_used": _moment(s["last_used_at"] or s["created_at"], now),
+            "created": moment(s["created_at"], now),
+            "last_used": moment(s["last_used_at"] or s["created_at"], now),
             "current": s["current"],
         }
         for s in await sessions.list(identity)
     ]
     rows.sort(key=lambda r: not r["current"])
     notice = "That session has been signed out." if request.query_params.get("revoked") else None
-    return render(request, "account.html", email=identity.email, sessions=rows, notice=notice)
+    factors = await state.account_factors.summary(identity)
+    return render(
+        request,
+        "account.html",
+        email=identity.email,
+        sessions=rows,
+        notice=notice,
+        factors=factors,
+    )
 
 
 async def revoke_submit(request: Request) -> Response:
