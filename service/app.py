@@ -24,6 +24,7 @@ from service.delivery.mail import Mailer
 from service.delivery.transports import Transport, default_transport
 from service.errors import ConfigError, MethodNotAllowedError, NotFoundError, ServiceError
 from service.pages import render as pages_render
+from service.pages import security as pages_security
 from service.pages import signin as pages_signin
 from service.settings import Settings
 from service.signin.sessions import Sessions
@@ -61,8 +62,9 @@ def create_app(
     """The Latch ASGI app. Tests pass a transport, a database, a clock or the code generator;
     nothing is patched.
 
-    `second_factors` are the second-step methods this Latch can check (docs/design.md §11);
-    the factor features register theirs here.
+    `second_factors` are second-step methods this Latch can check besides its own
+    authenticator apps and recovery codes (docs/design.md §11); one with the same method
+    replaces the built-in one (tests bring their own).
     """
     database = database or open_database(settings.storage.resolved_database_url)
     if settings.development and settings.tokens.algorithm != "HS256":
@@ -80,6 +82,15 @@ def create_app(
         allow=settings.web.metrics_allow, trusted_proxies=settings.web.trusted_proxies
     )
     metrics.watch_queue(lambda: mailer.depth)
+    signin = build_signin(
+        settings,
+        database,
+        mailer,
+        keyring,
+        clock,
+        new_code=new_code,
+        second_factors=second_factors,
+    )
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -98,6 +109,8 @@ def create_app(
         try:
             yield
         finally:
+            # Notices go before the mail queue drains: a notice's send enqueues a mail.
+            await signin.notices.drain(settings.runtime.shutdown_grace)
             await mailer.drain(settings.runtime.shutdown_grace)
             for task in tasks:
                 task.cancel()
@@ -111,7 +124,7 @@ def create_app(
             claim_prefix("/api", api.surface),
             *tag_routes(oidc.api_routes, oidc.api_surface),
             *tag_routes(oidc.page_routes, oidc.pages_surface),
-            *tag_routes(pages_signin.routes, pages_render.surface),
+            *tag_routes([*pages_security.routes, *pages_signin.routes], pages_render.surface),
         ],
         middleware=[
             Middleware(AccessLogMiddleware, metrics=metrics),
@@ -131,15 +144,6 @@ def create_app(
         },
         lifespan=lifespan,
     )
-    signin = build_signin(
-        settings,
-        database,
-        mailer,
-        keyring,
-        clock,
-        new_code=new_code,
-        second_factors=second_factors,
-    )
     attach_state(
         app,
         AppState(
@@ -154,6 +158,9 @@ def create_app(
             code_page=signin.code_page,
             bindings=signin.bindings,
             sessions=Sessions(settings, database, keyring, clock),
+            account_factors=signin.account_factors,
+            enrolment=signin.enrolment,
+            notices=signin.notices,
             metrics=metrics,
             clock=clock,
         ),

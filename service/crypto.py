@@ -7,12 +7,16 @@ and a 5-try limit per flow do not already give.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 import hmac
 import re
 import secrets
 from dataclasses import dataclass
 
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 
 CODE_DIGITS = 6
@@ -33,6 +37,8 @@ class Keys:
     signing: bytes
     csrf: bytes
     jwt_hmac: bytes
+    totp_seal: bytes
+    recovery: bytes
 
     @classmethod
     def from_secret(cls, secret_key: bytes) -> Keys:
@@ -43,6 +49,8 @@ class Keys:
             signing=derive_subkey(secret_key, "itsdangerous"),
             csrf=derive_subkey(secret_key, "csrf"),
             jwt_hmac=derive_subkey(secret_key, "jwt-hs256"),
+            totp_seal=derive_subkey(secret_key, "totp-seal"),
+            recovery=derive_subkey(secret_key, "recovery-code-hash"),
         )
 
 
@@ -82,6 +90,34 @@ def sha256_hex(value: str) -> str:
 def new_secret() -> str:
     """A 256-bit random secret, URL-safe."""
     return secrets.token_urlsafe(32)
+
+
+_NONCE = 12
+SEALED_PREFIX = "v1."
+
+
+def seal(key: bytes, plaintext: bytes, bound_to: str) -> str:
+    """AES-256-GCM under `key` with a fresh 96-bit nonce; `bound_to` (e.g. the user id) is the
+    associated data, so a sealed value copied into another row does not open there.
+
+    For secrets Latch must read back (TOTP secrets), where a hash will not do: a leaked
+    database alone holds only ciphertext, and the key lives outside it (SECRET_KEY).
+    """
+    nonce = secrets.token_bytes(_NONCE)
+    sealed = AESGCM(key).encrypt(nonce, plaintext, bound_to.encode("utf-8"))
+    return SEALED_PREFIX + base64.urlsafe_b64encode(nonce + sealed).decode("ascii")
+
+
+def unseal(key: bytes, value: str, bound_to: str) -> bytes | None:
+    """The plaintext of `seal`, or None when the value was tampered with, moved to another
+    row, or sealed under another SECRET_KEY (the reason is never shown)."""
+    if not value.startswith(SEALED_PREFIX):
+        return None
+    try:
+        raw = base64.urlsafe_b64decode(value[len(SEALED_PREFIX) :].encode("ascii"))
+        return AESGCM(key).decrypt(raw[:_NONCE], raw[_NONCE:], bound_to.encode("utf-8"))
+    except (InvalidTag, ValueError, binascii.Error, UnicodeError):
+        return None
 
 
 class LinkTokenError(Exception):

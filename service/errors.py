@@ -13,6 +13,7 @@ class ErrorCode(StrEnum):
     UNAUTHENTICATED = "unauthenticated"
     FORBIDDEN_ORIGIN = "forbidden_origin"
     CSRF = "csrf"
+    STEP_UP_REQUIRED = "step_up_required"
     NOT_FOUND = "not_found"
     METHOD_NOT_ALLOWED = "method_not_allowed"
     FLOW_USED = "flow_used"
@@ -61,12 +62,15 @@ class InvalidCodeError(ServiceError):
     status = 400
     message = "That code is not right."
 
-    def __init__(self, tries_left: int) -> None:
+    def __init__(self, tries_left: int | None) -> None:
+        self.tries_left = tries_left
+        if tries_left is None:  # no count to tell (a step-up: the address's lock bounds it)
+            super().__init__()
+            return
         noun = "try" if tries_left == 1 else "tries"
         super().__init__(
             f"That code is not right. {tries_left} {noun} left.", tries_left=tries_left
         )
-        self.tries_left = tries_left
 
 
 class InvalidLinkError(ServiceError):
@@ -106,6 +110,19 @@ class CsrfError(ServiceError):
     code = ErrorCode.CSRF
     status = 403
     message = "This form has expired or did not come from this site. Please try again."
+
+
+class StepUpRequiredError(ServiceError):
+    """A sensitive account action without a step passed within STEP_UP_TTL (§11). `methods`
+    are what /api/step-up takes for this person; none: sign in again (an emailed code)."""
+
+    code = ErrorCode.STEP_UP_REQUIRED
+    status = 403
+    message = "Confirm it's you first: this needs a recent sign-in step."
+
+    def __init__(self, methods: tuple[str, ...] = ()) -> None:
+        super().__init__(methods=list(methods))
+        self.methods = methods
 
 
 class NotFoundError(ServiceError):

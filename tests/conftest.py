@@ -65,6 +65,11 @@ class RecordingTransport:
             self.envelopes.append((sender, tuple(recipients)))
             self._cond.notify_all()
 
+    def messages_to(self, to: str) -> list[EmailMessage]:
+        """Every message to `to` so far."""
+        with self._cond:
+            return [m for m in self.messages if str(m["To"]).lower() == to.lower()]
+
     def wait_for(self, to: str, timeout: float = 5.0, *, index: int = 0) -> EmailMessage:
         """The index-th message to `to`, waiting for it to arrive."""
         deadline = time.monotonic() + timeout

@@ -83,7 +83,8 @@ def signed_in(auth: Authenticated | SecondStepDue, settings: Settings) -> Respon
 def _second_step_due(due: SecondStepDue, settings: Settings) -> Response:
     """200 {"next_step", "methods"}: the first step passed; no session cookie, only the
     pending sign-in's (the flow is consumed, so its cookie goes)."""
-    response = JSONResponse({"next_step": "second_factor", "methods": list(due.methods)})
+    step = "second_factor" if due.methods else "enrol_second_factor"  # no methods: policy all
+    response = JSONResponse({"next_step": step, "methods": list(due.methods)})
     set_signin_cookie(response, settings, due.signin_cookie)
     clear_flow_cookie(response, settings)
     return response

@@ -19,7 +19,7 @@ from service.web.cookies import signin_cookie_name
 _ERRORS = {
     400: "Bad request",
     401: "Not signed in",
-    403: "Forbidden origin",
+    403: "Forbidden origin, or step_up_required (with the `methods` /api/step-up takes)",
     404: "Not found",
     409: "Already used",
     410: "Expired or dead",
@@ -156,11 +156,13 @@ def _paths() -> dict[str, Any]:
             "post": _op(
                 "answerSecondFactor",
                 "Answer the second step of a sign-in; a session as verify",
-                {"200": signed_in, **_errors(*_POST_ERRORS, 409, 410)},
+                # 429: authenticator codes are refused while the address is locked (§1.2).
+                {"200": signed_in, **_errors(*_POST_ERRORS, 409, 410, 429)},
                 security=[{"signinCookie": []}],
                 body=_body("SecondFactorRequest"),
             )
         },
+        **_factor_paths(),
         "/api/refresh": {
             # No body: the refresh cookie is the whole request (an empty JSON object is also
             # accepted). Clients send none, so none is described.
@@ -250,6 +252,93 @@ def _paths() -> dict[str, Any]:
                     "503": _json(ref("Readiness"), "Not ready"),
                 },
                 security=NONE,
+            )
+        },
+    }
+
+
+def _factor_paths() -> dict[str, Any]:
+    """Second factors, step-up, and enrolment as a sign-in's second step (docs/design.md §11).
+
+    Changing factors needs a step passed within STEP_UP_TTL, else 403 step_up_required. The
+    POSTs that only begin something take no body (an empty JSON object is also accepted)."""
+    enrolment = _json(ref("TotpEnrolment"), "A new secret, shown once; pending for 10 minutes")
+    changed = (400, 401, 403, 413, 415, 503)
+    signin: Security = [{"signinCookie": []}]
+    return {
+        "/api/factors": {
+            "get": _op(
+                "getFactors",
+                "The person's second factors, and whether a step is recent enough",
+                {"200": _json(ref("Factors"), "Factors"), **_errors(401, 503)},
+                security=SIGNED_IN,
+            )
+        },
+        "/api/factors/totp": {
+            "post": _op(
+                "beginTotp",
+                "Begin setting up an authenticator app (needs a recent step)",
+                {"200": enrolment, **_errors(*changed)},
+                security=SIGNED_IN,
+            ),
+            "delete": _op(
+                "removeTotp",
+                "Remove the authenticator app (needs a recent step)",
+                {"204": {"description": "Removed"}, **_errors(401, 403, 503)},
+                security=SIGNED_IN,
+            ),
+        },
+        "/api/factors/totp/confirm": {
+            "post": _op(
+                "confirmTotp",
+                "Turn the authenticator app on with its first code (needs a recent step)",
+                {"200": _json(ref("TotpConfirmed"), "Turned on"), **_errors(*changed)},
+                security=SIGNED_IN,
+                body=_body("CodeRequest"),
+            )
+        },
+        "/api/factors/recovery-codes": {
+            "post": _op(
+                "regenerateRecoveryCodes",
+                "Ten new recovery codes; the old ones stop working (needs a recent step)",
+                {"200": _json(ref("NewRecoveryCodes"), "Shown once"), **_errors(*changed)},
+                security=SIGNED_IN,
+            )
+        },
+        "/api/step-up": {
+            "post": _op(
+                "stepUp",
+                "Pass a step on this session; a new access cookie (aal2, auth_time now)",
+                {
+                    "200": _json(ref("SteppedUp"), "Stepped up; access cookie set"),
+                    **_errors(*changed, 429),
+                },
+                security=SIGNED_IN,
+                body=_body("StepUpRequest"),
+            )
+        },
+        "/api/second-factor/enrol": {
+            "post": _op(
+                "beginEnrolment",
+                "REQUIRE_SECOND_FACTOR=all: begin setting up an authenticator app to finish a"
+                " sign-in",
+                {"200": enrolment, **_errors(*_POST_ERRORS, 409, 410)},
+                security=signin,
+            )
+        },
+        "/api/second-factor/enrol/confirm": {
+            "post": _op(
+                "confirmEnrolment",
+                "Turn the app on with its first code and finish the sign-in",
+                {
+                    "200": _json(
+                        ref("EnrolledSignedIn"),
+                        "Signed in; session cookies set; recovery codes shown once",
+                    ),
+                    **_errors(*_POST_ERRORS, 409, 410),
+                },
+                security=signin,
+                body=_body("CodeRequest"),
             )
         },
     }

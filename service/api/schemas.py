@@ -6,7 +6,8 @@ hey-api): no inline object where a client must build or read one.
 No schema may share its name with one of its own properties: openapi-python-client's `from_dict`
 keeps the object being built in a local named after the schema (`error` for `Error`), and a
 property of that name overwrites it, so the output fails `mypy --strict`. Hence `LatchError`
-(whose property is `error`) and `SecondStepDue` (whose property is `next_step`).
+(whose property is `error`), `SecondStepDue` (whose property is `next_step`) and
+`NewRecoveryCodes` (whose property is `recovery_codes`).
 """
 
 from __future__ import annotations
@@ -50,6 +51,8 @@ SCHEMAS: dict[str, Any] = {
     "LogoutRequest": _object(
         [], all={"type": "boolean", "description": "Revoke every session of the person."}
     ),
+    "CodeRequest": _object(["code"], code={"type": "string", "description": "From the app."}),
+    "StepUpRequest": _object(["method", "code"], method=STR, code=STR),
     # --- answers --------------------------------------------------------------------------
     "LatchError": _object(
         ["error"],
@@ -60,6 +63,12 @@ SCHEMAS: dict[str, Any] = {
             tries_left=INT,
             retry_after=INT,
             field=STR,
+            methods={
+                "type": "array",
+                "items": STR,
+                "description": "step_up_required: what POST /api/step-up takes (none: sign in"
+                " again).",
+            },
         ),
     ),
     "Started": _object(
@@ -70,8 +79,57 @@ SCHEMAS: dict[str, Any] = {
     "SignedIn": _object(["user", "session"], user=ref("User"), session=ref("SessionRef")),
     "SecondStepDue": _object(
         ["next_step", "methods"],
-        next_step={"type": "string", "enum": ["second_factor"]},
+        next_step={
+            "type": "string",
+            "enum": ["second_factor", "enrol_second_factor"],
+            "description": "enrol_second_factor: REQUIRE_SECOND_FACTOR=all and no factor yet"
+            " (methods is empty); POST /api/second-factor/enrol finishes.",
+        },
         methods={"type": "array", "items": STR},
+    ),
+    # --- second factors (docs/design.md §11) ----------------------------------------------
+    "TotpEnrolment": _object(
+        ["secret", "otpauth_uri", "qr_svg"],
+        secret={"type": "string", "description": "Base32; shown once, pending 10 minutes."},
+        otpauth_uri=STR,
+        qr_svg={"type": "string", "description": "The otpauth URI as an inline SVG QR code."},
+    ),
+    "NewRecoveryCodes": _object(
+        ["recovery_codes"],
+        recovery_codes={"type": "array", "items": STR, "description": "Shown once."},
+    ),
+    "TotpConfirmed": _object(
+        [],
+        recovery_codes={
+            "type": "array",
+            "items": STR,
+            "description": "Only when the app is the first factor; shown once.",
+        },
+    ),
+    "TotpStatus": _object(
+        ["enrolled", "created_at"], enrolled=BOOL, created_at={"type": ["integer", "null"]}
+    ),
+    "RecoveryCodesLeft": _object(["left"], left=INT),
+    "StepUpStatus": _object(
+        ["recent", "methods"], recent=BOOL, methods={"type": "array", "items": STR}
+    ),
+    "Passkey": {
+        "type": "object",
+        "description": "Passkeys are not built yet: the list is always empty.",
+    },
+    "Factors": _object(
+        ["totp", "passkeys", "recovery_codes", "step_up"],
+        totp=ref("TotpStatus"),
+        passkeys={"type": "array", "items": ref("Passkey")},
+        recovery_codes=ref("RecoveryCodesLeft"),
+        step_up=ref("StepUpStatus"),
+    ),
+    "SteppedUp": _object(["aal", "auth_time"], aal=INT, auth_time=INT),
+    "EnrolledSignedIn": _object(
+        ["user", "session", "recovery_codes"],
+        user=ref("User"),
+        session=ref("SessionRef"),
+        recovery_codes={"type": "array", "items": STR, "description": "Shown once."},
     ),
     "Session": _object(
         ["id", "created_at", "last_used_at", "expires_at", "ip", "user_agent", "device", "current"],

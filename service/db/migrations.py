@@ -110,6 +110,31 @@ MIGRATIONS: tuple[tuple[int, str, tuple[str, ...]], ...] = (
         ),
     ),
     (
+        3,
+        "second factors: authenticator apps (TOTP) and recovery codes",
+        (
+            # One authenticator per user. The secret is sealed (AES-GCM under a subkey of
+            # SECRET_KEY, bound to the user id), never stored in clear. confirmed_at NULL: an
+            # enrolment waiting for its first code (it counts for nothing until confirmed).
+            # last_step: the last 30-second step accepted, so no code is accepted twice.
+            """CREATE TABLE totp_factors (
+                user_id TEXT PRIMARY KEY REFERENCES users (id) ON DELETE CASCADE,
+                sealed_secret TEXT NOT NULL,
+                created_at BIGINT NOT NULL,
+                confirmed_at BIGINT,
+                last_step BIGINT NOT NULL DEFAULT -1
+            )""",
+            # Keyed hashes only (HMAC with a subkey of SECRET_KEY over user id and code).
+            """CREATE TABLE recovery_codes (
+                user_id TEXT NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+                code_hash TEXT NOT NULL,
+                created_at BIGINT NOT NULL,
+                used_at BIGINT,
+                PRIMARY KEY (user_id, code_hash)
+            )""",
+        ),
+    ),
+    (
         5,
         "OpenID Connect provider: clients, pending requests, grants, consents",
         (

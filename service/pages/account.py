@@ -31,7 +31,7 @@ def _ago(then: int, now: int) -> str:
     return "just now"
 
 
-def _moment(then: int, now: int) -> dict[str, str]:
+def moment(then: int, now: int) -> dict[str, str]:
     stamp = datetime.fromtimestamp(then, UTC)
     return {
         "iso": stamp.isoformat(),
@@ -57,8 +57,8 @@ async def account_page(request: Request) -> Response:
             "id": s["id"],
             "device": device_name(s["user_agent"] or "") or "Unknown device",
             "ip": s["ip"] or "unknown",
-            "created": _moment(s["created_at"], now),
-            "last_used": _moment(s["last_used_at"] or s["created_at"], now),
+            "created": moment(s["created_at"], now),
+            "last_used": moment(s["last_used_at"] or s["created_at"], now),
             "current": s["current"],
         }
         for s in await sessions.list(identity)
@@ -68,8 +68,15 @@ async def account_page(request: Request) -> Response:
     if request.query_params.get("app_revoked"):
         notice = "That app can no longer sign you in without asking."
     apps = await apps_of(state, identity)
+    factors = await state.account_factors.summary(identity)
     return render(
-        request, "account.html", email=identity.email, sessions=rows, notice=notice, apps=apps
+        request,
+        "account.html",
+        email=identity.email,
+        sessions=rows,
+        notice=notice,
+        apps=apps,
+        factors=factors,
     )
 
 

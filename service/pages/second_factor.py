@@ -119,6 +119,8 @@ async def second_factor_page(request: Request) -> Response:
         step = await state.steps.pending(request.cookies.get(signin_cookie_name(state.settings)))
     except (FlowDeadError, FlowUsedError, SigninExpiredError) as e:
         return _ended(request, e)
+    if not step.methods:  # REQUIRE_SECOND_FACTOR=all and no factor yet: set one up first
+        return redirect("/login/enrol")
     return await _page(request, step, _chosen(step, request.query_params.get("method")))
 
 

@@ -21,8 +21,10 @@ from service.settings.fields import Network, env, read_section, secret, url
 from service.settings.sections import (
     ALGORITHMS,
     LOGO_TYPES,
+    SECOND_FACTOR_POLICIES,
     SMTP_TLS_MODES,
     BrandSettings,
+    FactorSettings,
     LimitSettings,
     MailSettings,
     RuntimeSettings,
@@ -37,9 +39,11 @@ __all__ = [
     "ALGORITHMS",
     "DEV_HOSTS",
     "LOGO_TYPES",
+    "SECOND_FACTOR_POLICIES",
     "SMTP_TLS_MODES",
     "BrandSettings",
     "DkimSettings",
+    "FactorSettings",
     "LimitSettings",
     "MailSettings",
     "Network",
@@ -69,6 +73,7 @@ class Settings:
     dkim: DkimSettings = field(default_factory=DkimSettings)
     limits: LimitSettings = field(default_factory=LimitSettings)
     signin: SigninSettings = field(default_factory=SigninSettings)
+    factors: FactorSettings = field(default_factory=FactorSettings)
     sessions: SessionSettings = field(default_factory=SessionSettings)
     tokens: TokenSettings = field(default_factory=TokenSettings)
     web: WebSettings = field(default_factory=WebSettings)
@@ -145,6 +150,7 @@ class Settings:
             self.dkim,
             self.limits,
             self.signin,
+            self.factors,
             self.sessions,
             self.tokens,
             self.web,
@@ -228,6 +234,7 @@ def load_settings(environ: Mapping[str, str], *, require_key: bool = True) -> Se
         dkim=read_section(DkimSettings, environ, problems),
         limits=read_section(LimitSettings, environ, problems),
         signin=read_section(SigninSettings, environ, problems),
+        factors=read_section(FactorSettings, environ, problems),
         sessions=read_section(SessionSettings, environ, problems),
         tokens=read_section(
             TokenSettings,

@@ -149,6 +149,29 @@ class SigninSettings:
         return [] if self.code_ttl > 0 else ["CODE_TTL must be positive"]
 
 
+SECOND_FACTOR_POLICIES = ("off", "enrolled", "all")
+
+
+@dataclass(frozen=True, kw_only=True)
+class FactorSettings:
+    """Second factors (docs/design.md §11): who must use one, and how recent a step must be
+    for the account's sensitive actions."""
+
+    # off: factors are ignored at sign-in; enrolled: who has one must use it; all: who has
+    # none is taken through enrolment before the first session is issued.
+    require_second_factor: str = env("REQUIRE_SECOND_FACTOR", lower, "enrolled")
+    step_up_ttl: int = env("STEP_UP_TTL", whole, 600)
+
+    def validate(self) -> list[str]:
+        """The problems of this section, each naming the variable to set."""
+        problems = []
+        if self.require_second_factor not in SECOND_FACTOR_POLICIES:
+            problems.append("REQUIRE_SECOND_FACTOR must be off, enrolled or all")
+        if self.step_up_ttl <= 0:
+            problems.append("STEP_UP_TTL must be positive")
+        return problems
+
+
 @dataclass(frozen=True, kw_only=True)
 class SessionSettings:
     """How long sessions and access tokens last, and where the access cookie is sent."""

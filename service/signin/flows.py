@@ -205,8 +205,15 @@ class Login:
         return self._started(flow_id, row["expires_at"])
 
     def new_session(self, ip: str, user_agent: str) -> tuple[store.NewSession, str]:
-        """The session (or pending sign-in) a first step opens now, and its refresh token."""
-        return new_session(self.settings.sessions, self._now(), ip, user_agent)
+        """The session (or pending sign-in) a first step opens now, and its refresh token.
+        REQUIRE_SECOND_FACTOR decides whether a pending sign-in replaces it."""
+        return new_session(
+            self.settings.sessions,
+            self._now(),
+            ip,
+            user_agent,
+            policy=self.settings.factors.require_second_factor,
+        )
 
     async def verify_code(
         self, *, flow_id: str, code: str, ip: str, user_agent: str

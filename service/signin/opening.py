@@ -19,9 +19,13 @@ def new_session(
     *,
     amr: tuple[str, ...] = (Method.EMAIL.value,),
     aal: Level = Level.AAL1,
+    policy: str = "enrolled",
 ) -> tuple[store.NewSession, str]:
     """A session to open (and its refresh token), with the pending sign-in that replaces
-    it when a second step turns out to be due."""
+    it when a second step turns out to be due.
+
+    `policy` is REQUIRE_SECOND_FACTOR (off | enrolled | all); only a first step's sign-in
+    reads it (a second step completes a pending sign-in, it never opens another)."""
     refresh = crypto.new_secret()
     return store.NewSession(
         id=crypto.new_id(),
@@ -34,4 +38,5 @@ def new_session(
         amr=amr,
         aal=int(aal),
         step=store.NewStep(id=crypto.new_id(), expires_at=now + SIGNIN_TTL),
+        policy=policy,
     ), refresh

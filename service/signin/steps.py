@@ -6,10 +6,10 @@ holds only a `latch_signin` cookie naming it (signed, 5 minutes, bound to the fl
 is granted on that cookie: it is not an access token and no endpoint but the second step reads
 it. The second step is answered here, by whichever `SecondFactor` is registered for the method.
 
-Factors plug in through `SecondFactors`, built by `create_app` and held by `SecondStep`.
-No factor ships yet (TOTP, recovery codes and passkeys come with their own features), so today
-a user whose `second_factors` names a method nobody registered cannot finish signing in: that
-fails closed, never back to email alone.
+Factors plug in through `SecondFactors`, built by `build_signin` (service/signin/wiring.py) and
+held by `SecondStep`: authenticator apps (totp.py) and recovery codes (recovery.py) ship; passkeys
+will register beside them. A user whose `second_factors` names a method nobody registered cannot
+finish signing in: that fails closed, never back to email alone.
 """
 
 from __future__ import annotations

@@ -10,13 +10,18 @@ from service import crypto
 from service.crypto import Keys
 from service.db import Database
 from service.delivery.mail import Mailer
+from service.delivery.notices import Notices
 from service.settings import Settings
 from service.signin.access import AccessTokens
 from service.signin.bindings import Bindings
+from service.signin.enrolment import EnrolStep
+from service.signin.factors import AccountFactors
 from service.signin.flows import Login
 from service.signin.links import LinkCodec
+from service.signin.recovery import RecoveryCodes
 from service.signin.refresh import Refresher
 from service.signin.steps import SecondFactor, SecondFactors, SecondStep
+from service.signin.totp import Totp
 from service.signin.view import CodePage
 from service.tokens import Keyring
 
@@ -32,6 +37,9 @@ class Signin:
     code_page: CodePage
     bindings: Bindings
     access: AccessTokens
+    account_factors: AccountFactors
+    enrolment: EnrolStep
+    notices: Notices
 
 
 def build_signin(
@@ -44,11 +52,20 @@ def build_signin(
     new_code: Callable[[], str] = crypto.new_code,
     second_factors: Iterable[SecondFactor] = (),
 ) -> Signin:
-    """The use cases over one database, mailer and keyring."""
+    """The use cases over one database, mailer and keyring.
+
+    `second_factors` are second-step methods besides this Latch's own authenticator apps and
+    recovery codes (docs/design.md §11); one with the same method replaces the built-in one
+    (tests bring their own)."""
     keys = Keys.from_secret(settings.secret_key)
     bindings = Bindings(keys, settings.signin.code_ttl)
     access = AccessTokens(settings, keyring)
-    factors = SecondFactors(second_factors)
+    notices = Notices(settings, mailer)
+    totp = Totp(settings, database)
+    recovery = RecoveryCodes(settings, database, notices)
+    factors = SecondFactors([totp, recovery, *second_factors])
+    account_factors = AccountFactors(settings, database, access, totp, recovery, notices, clock)
+    steps = SecondStep(settings, database, factors, bindings=bindings, access=access, clock=clock)
     login = Login(
         settings,
         database,
@@ -63,11 +80,20 @@ def build_signin(
     return Signin(
         login=login,
         refresher=Refresher(settings, database, access, clock),
-        steps=SecondStep(
-            settings, database, factors, bindings=bindings, access=access, clock=clock
-        ),
+        steps=steps,
         factors=factors,
         code_page=CodePage(settings, database, clock),
         bindings=bindings,
         access=access,
+        account_factors=account_factors,
+        enrolment=EnrolStep(
+            settings,
+            database,
+            account_factors,
+            steps,
+            bindings=bindings,
+            access=access,
+            clock=clock,
+        ),
+        notices=notices,
     )

@@ -1,5 +1,5 @@
-"""Every SQL statement, as use cases: flows, pending sign-ins, limits, users, mail status,
-sessions, purge.
+"""Every SQL statement, as use cases: flows, pending sign-ins, second factors, limits, users,
+mail status, sessions, purge.
 
 Each function returns a use case (see db.py) that a backend runs as ONE transaction, in as few
 round trips as SQL allows (`RETURNING`, upserts). Use cases return results instead of raising,
@@ -9,6 +9,24 @@ the submodules only keep each concept in a file of its own.
 
 from __future__ import annotations
 
+from service.store.factors import (
+    RECOVERY_CODE,
+    TOTP,
+    CodeCheck,
+    CodeVerdict,
+    FactorSummary,
+    begin_totp,
+    check_totp,
+    confirm_totp,
+    factor_summary,
+    pending_totp,
+    raise_assurance,
+    remove_totp,
+    replace_recovery_codes,
+    sync_second_factors,
+    use_recovery_code,
+    user_email,
+)
 from service.store.flows import (
     FlowState,
     NewFlow,
@@ -56,6 +74,22 @@ from service.store.users import (
 )
 
 __all__ = [
+    "RECOVERY_CODE",
+    "TOTP",
+    "CodeCheck",
+    "CodeVerdict",
+    "FactorSummary",
+    "begin_totp",
+    "check_totp",
+    "confirm_totp",
+    "factor_summary",
+    "pending_totp",
+    "raise_assurance",
+    "remove_totp",
+    "replace_recovery_codes",
+    "sync_second_factors",
+    "use_recovery_code",
+    "user_email",
     "Attempt",
     "FlowState",
     "NewFlow",

@@ -18,7 +18,12 @@ from service.addresses import limit_key
 from service.crypto import same
 from service.db import Q, Row, UseCase, address_lock, ip_lock, replayable
 from service.settings import LimitSettings
-from service.store.limits import mail_limit_wait
+from service.store.limits import (
+    codes_locked_for,
+    count_address_failure,
+    mail_limit_wait,
+    reset_address_failures,
+)
 from service.store.sessions import NewSession, SignIn, open_session
 from service.store.signins import PendingStep, open_step, split
 from service.store.users import find_user
@@ -211,12 +216,9 @@ def verify_code(
     email_key = yield from _lock_address_of(flow_id)
     if email_key is None:
         return Outcome(Verdict.NOT_FOUND)
-    if limits.address_failures:
-        rows = yield Q(
-            "SELECT locked_until FROM address_failures WHERE email_key = :k", {"k": email_key}
-        )
-        if rows and rows[0]["locked_until"] > now:
-            return Outcome(Verdict.CODES_LOCKED, retry_after=rows[0]["locked_until"] - now)
+    locked = yield from codes_locked_for(email_key, limits, now)
+    if locked:
+        return Outcome(Verdict.CODES_LOCKED, retry_after=locked)
     under = " AND attempts < :max" if limits.code_attempts else ""
     rows = yield Q(
         "UPDATE login_flows SET attempts = attempts + 1 WHERE id = :id AND consumed_at IS NULL"
@@ -243,19 +245,7 @@ def _wrong_code(row: Row, limits: LimitSettings, now: int) -> UseCase[Outcome]:
             " WHERE id = :id",
             {"id": row["id"], "now": now},
         )
-    if limits.address_failures:
-        rows = yield Q(
-            "INSERT INTO address_failures (email_key, failures, locked_until, updated_at)"
-            " VALUES (:k, 1, 0, :now) ON CONFLICT (email_key) DO UPDATE SET"
-            " failures = address_failures.failures + 1, updated_at = :now RETURNING failures",
-            {"k": row["email_key"], "now": now},
-        )
-        if rows[0]["failures"] >= limits.address_failures:
-            yield Q(
-                "UPDATE address_failures SET failures = 0, locked_until = :until"
-                " WHERE email_key = :k",
-                {"k": row["email_key"], "until": now + limits.address_lock},
-            )
+    yield from count_address_failure(row["email_key"], limits, now)
     tries_left = max(0, limits.code_attempts - row["attempts"]) if limits.code_attempts else 1
     return Outcome(Verdict.WRONG, tries_left=tries_left)
 
@@ -300,10 +290,11 @@ def _complete_first_step(
     """Consume the flow, end the address's other flows, find or create the user, and open a
     session, or, when the user has a second factor, a pending sign-in in its place.
 
-    Under the address lock; rows in this order: flow, other flows, failures, user, then the
-    session or the pending sign-in. The user upsert already returns the user's second factors,
-    so a sign-in with a step still due costs exactly the statements of one without: the INSERT
-    into `signins` replaces the INSERT into `sessions`. No session exists until every step has
+    Under the address lock; rows in this order: flow, other flows, user, then the pending
+    sign-in, or the failure count and the session. The user upsert already returns the user's
+    second factors, so a sign-in with a step still due costs exactly the statements of one
+    without: the INSERT into `signins` replaces the DELETE of the failure count and the INSERT
+    into `sessions`. No session exists until every step has
     passed.
     """
     p = {"id": row["id"], "k": row["email_key"], "now": now}
@@ -318,8 +309,6 @@ def _complete_first_step(
         " WHERE email_key = :k AND consumed_at IS NULL AND expires_at > :now AND id <> :id",
         p,
     )
-    if limits.address_failures:
-        yield Q("DELETE FROM address_failures WHERE email_key = :k", p)
     if allow_signup:
         users = yield Q(
             "INSERT INTO users (id, email, email_key, created_at, last_login_at)"
@@ -334,8 +323,10 @@ def _complete_first_step(
             p,
         )
     user = users[0]
-    methods = split(user["second_factors"])
-    if methods:
+    # REQUIRE_SECOND_FACTOR (§11): `off` ignores factors; `all` opens a pending sign-in even
+    # for a user without one (no methods: the next step is enrolment, not an answer).
+    methods = split(user["second_factors"]) if session.policy != "off" else ()
+    if methods or session.policy == "all":
         if session.step is None:  # a caller that cannot carry a second step gets nothing
             raise ValueError("a second step is due but the caller offered none")
         yield from open_step(
@@ -358,6 +349,10 @@ def _complete_first_step(
             expires_at=session.step.expires_at,
         )
         return Outcome(Verdict.OK, step=step)
+    # The consecutive wrong-code count starts again only when a sign-in is complete: a first
+    # step that leaves a second one due must not wipe the authenticator codes counted against
+    # the address (whoever holds the mailbox would otherwise reset it with every new link).
+    yield from reset_address_failures(row["email_key"], limits)
     yield from open_session(session, user["id"], now)
     sign_in = SignIn(
         user_id=user["id"],

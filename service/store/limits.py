@@ -51,3 +51,37 @@ def mail_limit_wait(key: str, ip: str | None, limits: LimitSettings, now: int) -
         if f"{name}_n" in r and r[f"{name}_n"] >= count:
             waits.append(r[f"{name}_first"] + window - now + 1)
     return max(waits)
+
+
+def codes_locked_for(email_key: str, limits: LimitSettings, now: int) -> UseCase[int]:
+    """Seconds the address's typed codes stay refused (0: not locked); under its lock."""
+    if not limits.address_failures:
+        return 0
+    rows = yield Q(
+        "SELECT locked_until FROM address_failures WHERE email_key = :k", {"k": email_key}
+    )
+    return max(0, rows[0]["locked_until"] - now) if rows else 0
+
+
+def count_address_failure(email_key: str, limits: LimitSettings, now: int) -> UseCase[None]:
+    """One more consecutive wrong typed code (email or authenticator) for the address; at the
+    limit its typed codes are refused for LIMIT_ADDRESS_LOCK (NIST SP 800-63B §5.2.2)."""
+    if not limits.address_failures:
+        return
+    rows = yield Q(
+        "INSERT INTO address_failures (email_key, failures, locked_until, updated_at)"
+        " VALUES (:k, 1, 0, :now) ON CONFLICT (email_key) DO UPDATE SET"
+        " failures = address_failures.failures + 1, updated_at = :now RETURNING failures",
+        {"k": email_key, "now": now},
+    )
+    if rows[0]["failures"] >= limits.address_failures:
+        yield Q(
+            "UPDATE address_failures SET failures = 0, locked_until = :until WHERE email_key = :k",
+            {"k": email_key, "until": now + limits.address_lock},
+        )
+
+
+def reset_address_failures(email_key: str, limits: LimitSettings) -> UseCase[None]:
+    """A sign-in passed every step: the consecutive count starts again."""
+    if limits.address_failures:
+        yield Q("DELETE FROM address_failures WHERE email_key = :k", {"k": email_key})

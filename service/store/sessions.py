@@ -37,7 +37,8 @@ class NewSession:
 
     `amr`/`aal` say how it was signed in (RFC 8176 method values; docs/design.md §11): the
     defaults are the email step alone. `step` is the pending sign-in opened instead of this
-    session when the user has a second factor (None: a sign-in that cannot have one).
+    session when the user has a second factor, or when `policy` is `all` and they must enrol
+    one (None: a sign-in that cannot have one).
     """
 
     id: str
@@ -50,6 +51,8 @@ class NewSession:
     amr: tuple[str, ...] = ("email",)
     aal: int = 1
     step: NewStep | None = None
+    # REQUIRE_SECOND_FACTOR: off | enrolled | all (docs/design.md §11).
+    policy: str = "enrolled"
 
 
 @dataclass(frozen=True, kw_only=True)

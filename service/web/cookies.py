@@ -45,6 +45,18 @@ def set_session_cookies(response: Response, settings: Settings, auth: Authentica
     _set(response, settings, settings.refresh_cookie, auth.refresh_token, settings.sessions.max_ttl)
 
 
+def set_access_cookie(response: Response, settings: Settings, access_token: str) -> None:
+    """A new access JWT for the same session (after a step-up); the refresh token is kept."""
+    _set(
+        response,
+        settings,
+        settings.session_cookie,
+        access_token,
+        settings.sessions.max_ttl,
+        shared=True,
+    )
+
+
 def clear_session_cookies(response: Response, settings: Settings) -> None:
     """Remove the session cookies (logout)."""
     response.delete_cookie(

@@ -39,6 +39,16 @@ EVENTS = (
     "session.revoked",
     "refresh.refused",
     "limit.hit",
+    # Second factors (docs/design.md §11).
+    "login.step_due",
+    "step.failed",
+    "factor.added",
+    "factor.removed",
+    "factor.recovery_code_used",
+    "step_up.passed",
+    "step_up.failed",
+    "mail.notice",
+    "mail.notice_failed",
 )
 
 

@@ -10,8 +10,11 @@ from starlette.requests import HTTPConnection
 
 from service.db import Database
 from service.delivery.mail import Mailer
+from service.delivery.notices import Notices
 from service.settings import Settings
 from service.signin.bindings import Bindings
+from service.signin.enrolment import EnrolStep
+from service.signin.factors import AccountFactors
 from service.signin.flows import Login
 from service.signin.refresh import Refresher
 from service.signin.sessions import Sessions
@@ -36,6 +39,9 @@ class AppState:
     code_page: CodePage
     bindings: Bindings
     sessions: Sessions
+    account_factors: AccountFactors
+    enrolment: EnrolStep
+    notices: Notices
     metrics: Metrics
     clock: Callable[[], float]
 

@@ -225,9 +225,10 @@ def test_second_factor_without_the_cookie_is_signin_expired(rig: Rig) -> None:
 
 
 def test_method_nobody_registered_is_a_clear_400(rig: Rig) -> None:
-    rig.enrol(methods="recovery_code")
-    assert rig.first_step().json() == {"next_step": "second_factor", "methods": ["recovery_code"]}
-    response = rig.answer("abcde-fghij", method="recovery_code")
+    # Recovery codes and TOTP ship now; a method no feature registers is still refused.
+    rig.enrol(methods="smoke_signal")
+    assert rig.first_step().json() == {"next_step": "second_factor", "methods": ["smoke_signal"]}
+    response = rig.answer("abcde-fghij", method="smoke_signal")
     assert response.status_code == 400
     assert response.json()["error"]["code"] == "invalid_request"
     assert response.json()["error"]["field"] == "method"

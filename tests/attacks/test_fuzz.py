@@ -98,15 +98,27 @@ def test_schemathesis_finds_no_5xx_and_no_schema_mismatch(tmp_path: Path) -> Non
             "SMTP_TLS": "none",
         }
         with LatchProcess(env, tmp_path) as latch:
-            # Logout revokes the session it is given, so it gets a run (and a session) of its
-            # own: otherwise every signed-in operation after it sees only 401s, and ignored_auth
-            # never learns whether they enforce their credentials.
+            # Logout revokes the session it is given, and so does revokeSession once
+            # schemathesis has read the session's id from listSessions: they get a run (and a
+            # session) of their own, otherwise every signed-in operation after them sees only
+            # 401s, and ignored_auth never learns whether they enforce their credentials.
+            alone = ("logout", "revokeSession")
             token = _sign_in(latch.url, sink, "fuzz@example.com")
-            output = _schemathesis(latch.url, token, tmp_path, "--exclude-operation-id", "logout")
+            output = _schemathesis(
+                latch.url,
+                token,
+                tmp_path,
+                *(arg for op in alone for arg in ("--exclude-operation-id", op)),
+            )
             # Only refresh may see nothing but 401s: its credential, the refresh cookie, is not
             # given (a reused refresh token reads as theft and would end the session mid-run).
             assert _only_refused(output) <= {"POST /api/refresh"}, output[-3000:]
             token = _sign_in(latch.url, sink, "fuzz-logout@example.com")
-            _schemathesis(latch.url, token, tmp_path, "--include-operation-id", "logout")
+            _schemathesis(
+                latch.url,
+                token,
+                tmp_path,
+                *(arg for op in alone for arg in ("--include-operation-id", op)),
+            )
             assert latch.proc.poll() is None, "Latch died under the fuzz run"
             assert " 500 " not in latch.output()

@@ -14,6 +14,7 @@ from service.errors import ConfigError
 from service.settings import (
     BrandSettings,
     DkimSettings,
+    FactorSettings,
     LimitSettings,
     MailSettings,
     RuntimeSettings,
@@ -33,6 +34,7 @@ SECTIONS: tuple[type[Any], ...] = (
     DkimSettings,
     LimitSettings,
     SigninSettings,
+    FactorSettings,
     SessionSettings,
     TokenSettings,
     WebSettings,
@@ -60,6 +62,8 @@ def _refusal(tmp_path: Path, **env: str) -> str:
         (LimitSettings, {"address_lock": 0}, "LIMIT_ADDRESS_LOCK"),
         (LimitSettings, {"ip_window": 0}, "LIMIT_IP_WINDOW"),
         (SigninSettings, {"code_ttl": 0}, "CODE_TTL"),
+        (FactorSettings, {"require_second_factor": "sometimes"}, "REQUIRE_SECOND_FACTOR"),
+        (FactorSettings, {"step_up_ttl": 0}, "STEP_UP_TTL"),
         (SessionSettings, {"access_ttl": 0}, "ACCESS_TTL"),
         (SessionSettings, {"idle_ttl": 10, "max_ttl": 5}, "SESSION_IDLE_TTL"),
         (SessionSettings, {"cookie_domain": "example.com"}, "COOKIE_DOMAIN"),
@@ -92,6 +96,8 @@ def test_every_section_is_valid_with_its_defaults(section: type[Any]) -> None:
         ("MAX_BODY_BYTES", "-1"),
         ("CODE_TTL", "0"),  # signin
         ("ALLOW_SIGNUP", "maybe"),
+        ("REQUIRE_SECOND_FACTOR", "always"),  # factors
+        ("STEP_UP_TTL", "soon"),
         ("COOKIE_DOMAIN", "example.com"),  # sessions
         ("SESSION_MAX_TTL", "soon"),
         ("JWT_ALGORITHM", "none"),  # tokens
