@@ -128,6 +128,7 @@ def create_app(
         },
         lifespan=lifespan,
     )
+    sessions = Sessions(settings, database, keyring, clock)
     signin = build_signin(
         settings,
         database,
@@ -136,6 +137,7 @@ def create_app(
         clock,
         new_code=new_code,
         second_factors=second_factors,
+        forget=sessions.forget,
     )
     attach_state(
         app,
@@ -150,7 +152,8 @@ def create_app(
             factors=signin.factors,
             code_page=signin.code_page,
             bindings=signin.bindings,
-            sessions=Sessions(settings, database, keyring, clock),
+            sessions=sessions,
+            notices=signin.notices,
             metrics=metrics,
             clock=clock,
         ),

@@ -15,6 +15,7 @@ from service.signin.access import AccessTokens
 from service.signin.bindings import Bindings
 from service.signin.flows import Login
 from service.signin.links import LinkCodec
+from service.signin.notices import DeviceNotices
 from service.signin.refresh import Refresher
 from service.signin.steps import SecondFactor, SecondFactors, SecondStep
 from service.signin.view import CodePage
@@ -32,6 +33,7 @@ class Signin:
     code_page: CodePage
     bindings: Bindings
     access: AccessTokens
+    notices: DeviceNotices
 
 
 def build_signin(
@@ -43,12 +45,15 @@ def build_signin(
     *,
     new_code: Callable[[], str] = crypto.new_code,
     second_factors: Iterable[SecondFactor] = (),
+    forget: Callable[..., None] = lambda *session_ids: None,
 ) -> Signin:
-    """The use cases over one database, mailer and keyring."""
+    """The use cases over one database, mailer and keyring. `forget` drops revoked sessions
+    from /auth/check's cache (Sessions.forget)."""
     keys = Keys.from_secret(settings.secret_key)
     bindings = Bindings(keys, settings.signin.code_ttl)
     access = AccessTokens(settings, keyring)
     factors = SecondFactors(second_factors)
+    notices = DeviceNotices(settings, database, mailer, clock, forget=forget)
     login = Login(
         settings,
         database,
@@ -59,15 +64,23 @@ def build_signin(
         bindings=bindings,
         access=access,
         new_code=new_code,
+        notices=notices,
     )
     return Signin(
         login=login,
         refresher=Refresher(settings, database, access, clock),
         steps=SecondStep(
-            settings, database, factors, bindings=bindings, access=access, clock=clock
+            settings,
+            database,
+            factors,
+            bindings=bindings,
+            access=access,
+            clock=clock,
+            notices=notices,
         ),
         factors=factors,
         code_page=CodePage(settings, database, clock),
         bindings=bindings,
         access=access,
+        notices=notices,
     )

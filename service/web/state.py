@@ -13,6 +13,7 @@ from service.delivery.mail import Mailer
 from service.settings import Settings
 from service.signin.bindings import Bindings
 from service.signin.flows import Login
+from service.signin.notices import DeviceNotices
 from service.signin.refresh import Refresher
 from service.signin.sessions import Sessions
 from service.signin.steps import SecondFactors, SecondStep
@@ -36,6 +37,7 @@ class AppState:
     code_page: CodePage
     bindings: Bindings
     sessions: Sessions
+    notices: DeviceNotices
     metrics: Metrics
     clock: Callable[[], float]
 
