@@ -154,6 +154,7 @@ def create_app(
             bindings=signin.bindings,
             sessions=sessions,
             notices=signin.notices,
+            account=signin.account,
             metrics=metrics,
             clock=clock,
         ),

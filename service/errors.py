@@ -19,6 +19,8 @@ class ErrorCode(StrEnum):
     FLOW_EXPIRED = "flow_expired"
     FLOW_DEAD = "flow_dead"
     SIGNIN_EXPIRED = "signin_expired"
+    STEP_UP_REQUIRED = "step_up_required"
+    ADDRESS_TAKEN = "address_taken"
     TOO_LARGE = "too_large"
     REQUEST_TIMEOUT = "request_timeout"
     UNSUPPORTED_MEDIA_TYPE = "unsupported_media_type"
@@ -154,6 +156,24 @@ class SigninExpiredError(ServiceError):
     code = ErrorCode.SIGNIN_EXPIRED
     status = 410
     message = "This sign-in has expired. Please start again."
+
+
+class StepUpRequiredError(ServiceError):
+    """The action needs a recent sign-in (docs/design.md §11, §14): this session's last step
+    passed too long ago."""
+
+    code = ErrorCode.STEP_UP_REQUIRED
+    status = 403
+    message = "For your safety, please sign in again to do this."
+
+
+class AddressTakenError(ServiceError):
+    """A confirmed new address already belongs to another account. Said only to whoever holds
+    the code or link mailed to that address, who could learn as much by signing in with it."""
+
+    code = ErrorCode.ADDRESS_TAKEN
+    status = 409
+    message = "This address already has an account of its own, so yours cannot move to it."
 
 
 class TooLargeError(ServiceError):

@@ -19,7 +19,7 @@ from service.web.cookies import signin_cookie_name
 _ERRORS = {
     400: "Bad request",
     401: "Not signed in",
-    403: "Forbidden origin",
+    403: "Forbidden origin, or a recent sign-in is needed (step_up_required)",
     404: "Not found",
     409: "Already used",
     410: "Expired or dead",
@@ -206,6 +206,26 @@ def _paths() -> dict[str, Any]:
                 {"204": {"description": "Revoked"}, **_errors(401, 403, 404, 503)},
                 security=SIGNED_IN,
                 parameters=[{"name": "session_id", "in": "path", "required": True, "schema": STR}],
+            )
+        },
+        "/api/account/export": {
+            "get": _op(
+                "exportAccount",
+                "Everything Latch holds about the person, as a JSON download; no secret",
+                {"200": _json(ref("AccountExport"), "The export"), **_errors(401, 503)},
+                security=SIGNED_IN,
+            )
+        },
+        "/api/account": {
+            "delete": _op(
+                "deleteAccount",
+                "Delete the account now (needs a sign-in within 10 minutes and the address)",
+                {
+                    "204": {"description": "Deleted; every session ended; cookies cleared"},
+                    **_errors(*_POST_ERRORS, 401),
+                },
+                security=SIGNED_IN,
+                body=_body("DeleteAccountRequest"),
             )
         },
         "/auth/check": {

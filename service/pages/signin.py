@@ -25,7 +25,7 @@ from service.errors import (
     ServiceError,
     UnauthenticatedError,
 )
-from service.pages import account, account_notice, brand, second_factor
+from service.pages import account, account_delete, account_notice, brand, second_factor
 from service.pages.render import STATIC, CachedStatic, error_page, redirect, render
 from service.settings import Settings
 from service.signin.access import Authenticated
@@ -225,5 +225,6 @@ routes: list[BaseRoute] = [
     *second_factor.routes,
     *account.routes,
     *account_notice.routes,
+    *account_delete.routes,
     Mount("/static", app=CachedStatic(StaticFiles(directory=STATIC)), name="static"),
 ]

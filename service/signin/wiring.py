@@ -12,6 +12,7 @@ from service.db import Database
 from service.delivery.mail import Mailer
 from service.settings import Settings
 from service.signin.access import AccessTokens
+from service.signin.account import Account
 from service.signin.bindings import Bindings
 from service.signin.flows import Login
 from service.signin.links import LinkCodec
@@ -34,6 +35,7 @@ class Signin:
     bindings: Bindings
     access: AccessTokens
     notices: DeviceNotices
+    account: Account
 
 
 def build_signin(
@@ -83,4 +85,5 @@ def build_signin(
         bindings=bindings,
         access=access,
         notices=notices,
+        account=Account(database, clock, forget=forget),
     )

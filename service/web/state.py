@@ -11,6 +11,7 @@ from starlette.requests import HTTPConnection
 from service.db import Database
 from service.delivery.mail import Mailer
 from service.settings import Settings
+from service.signin.account import Account
 from service.signin.bindings import Bindings
 from service.signin.flows import Login
 from service.signin.notices import DeviceNotices
@@ -38,6 +39,7 @@ class AppState:
     bindings: Bindings
     sessions: Sessions
     notices: DeviceNotices
+    account: Account
     metrics: Metrics
     clock: Callable[[], float]
 
