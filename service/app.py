@@ -155,6 +155,7 @@ def create_app(
             sessions=sessions,
             notices=signin.notices,
             account=signin.account,
+            address=signin.address,
             metrics=metrics,
             clock=clock,
         ),

@@ -63,7 +63,11 @@ async def account_page(request: Request) -> Response:
     ]
     rows.sort(key=lambda r: not r["current"])
     notice = "That session has been signed out." if request.query_params.get("revoked") else None
-    return render(request, "account.html", email=identity.email, sessions=rows, notice=notice)
+    if request.query_params.get("changed"):
+        notice = "Your address has changed. Your old address has been told."
+    # The address from the database: the access token's may predate a change of address.
+    email = (await sessions.describe(identity))["user"]["email"]
+    return render(request, "account.html", email=email, sessions=rows, notice=notice)
 
 
 async def revoke_submit(request: Request) -> Response:

@@ -2,36 +2,18 @@
 
 from __future__ import annotations
 
-from urllib.parse import urlencode
-
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from service.errors import InvalidRequestError, StepUpRequiredError, UnauthenticatedError
-from service.pages.render import redirect, render
-from service.signin.sessions import Identity
+from service.errors import InvalidRequestError
+from service.pages.recent import current_email, recent_or_sign_in
+from service.pages.render import render
 from service.web import csrf
 from service.web.cookies import clear_session_cookies
-from service.web.recent import recent_identity
 from service.web.state import app_state
 
 DELETE_PATH = "/account/delete"
-
-
-async def recent_or_sign_in(request: Request, back: str) -> Identity | Response:
-    """The person, if their sign-in is recent enough for `back`; else a 303 through sign-in
-    that returns to `back` (web/recent.py: the stand-in for the step-up page)."""
-    try:
-        return await recent_identity(request)
-    except (StepUpRequiredError, UnauthenticatedError):
-        return redirect("/login?" + urlencode({"next": back}))
-
-
-async def _email(request: Request, identity: Identity) -> str:
-    described = await app_state(request).sessions.describe(identity)
-    email: str = described["user"]["email"]
-    return email
 
 
 async def delete_page(request: Request) -> Response:
@@ -39,7 +21,7 @@ async def delete_page(request: Request) -> Response:
     identity = await recent_or_sign_in(request, DELETE_PATH)
     if isinstance(identity, Response):
         return identity
-    return render(request, "account_delete.html", email=await _email(request, identity))
+    return render(request, "account_delete.html", email=await current_email(request, identity))
 
 
 async def delete_submit(request: Request) -> Response:
@@ -49,7 +31,7 @@ async def delete_submit(request: Request) -> Response:
     identity = await recent_or_sign_in(request, DELETE_PATH)
     if isinstance(identity, Response):
         return identity
-    email = await _email(request, identity)
+    email = await current_email(request, identity)
     try:
         await state.account.delete(identity, confirm=csrf.field(form, "confirm"), email=email)
     except InvalidRequestError as e:

@@ -13,6 +13,7 @@ from service.delivery.mail import Mailer
 from service.settings import Settings
 from service.signin.access import AccessTokens
 from service.signin.account import Account
+from service.signin.address import AddressChange
 from service.signin.bindings import Bindings
 from service.signin.flows import Login
 from service.signin.links import LinkCodec
@@ -36,6 +37,7 @@ class Signin:
     access: AccessTokens
     notices: DeviceNotices
     account: Account
+    address: AddressChange
 
 
 def build_signin(
@@ -86,4 +88,5 @@ def build_signin(
         access=access,
         notices=notices,
         account=Account(database, clock, forget=forget),
+        address=AddressChange(settings, database, mailer, clock, new_code=new_code),
     )

@@ -12,6 +12,7 @@ from service.db import Database
 from service.delivery.mail import Mailer
 from service.settings import Settings
 from service.signin.account import Account
+from service.signin.address import AddressChange
 from service.signin.bindings import Bindings
 from service.signin.flows import Login
 from service.signin.notices import DeviceNotices
@@ -40,6 +41,7 @@ class AppState:
     sessions: Sessions
     notices: DeviceNotices
     account: Account
+    address: AddressChange
     metrics: Metrics
     clock: Callable[[], float]
 
