@@ -82,6 +82,7 @@ def create_app(
         allow=settings.web.metrics_allow, trusted_proxies=settings.web.trusted_proxies
     )
     metrics.watch_queue(lambda: mailer.depth)
+    sessions = Sessions(settings, database, keyring, clock)
     signin = build_signin(
         settings,
         database,
@@ -90,6 +91,7 @@ def create_app(
         clock,
         new_code=new_code,
         second_factors=second_factors,
+        forget=sessions.forget,
     )
 
     @contextlib.asynccontextmanager
@@ -157,10 +159,13 @@ def create_app(
             factors=signin.factors,
             code_page=signin.code_page,
             bindings=signin.bindings,
-            sessions=Sessions(settings, database, keyring, clock),
+            sessions=sessions,
             account_factors=signin.account_factors,
             enrolment=signin.enrolment,
             notices=signin.notices,
+            device_notices=signin.device_notices,
+            account=signin.account,
+            address=signin.address,
             metrics=metrics,
             clock=clock,
         ),

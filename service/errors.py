@@ -20,6 +20,7 @@ class ErrorCode(StrEnum):
     FLOW_EXPIRED = "flow_expired"
     FLOW_DEAD = "flow_dead"
     SIGNIN_EXPIRED = "signin_expired"
+    ADDRESS_TAKEN = "address_taken"
     TOO_LARGE = "too_large"
     REQUEST_TIMEOUT = "request_timeout"
     UNSUPPORTED_MEDIA_TYPE = "unsupported_media_type"
@@ -113,8 +114,9 @@ class CsrfError(ServiceError):
 
 
 class StepUpRequiredError(ServiceError):
-    """A sensitive account action without a step passed within STEP_UP_TTL (§11). `methods`
-    are what /api/step-up takes for this person; none: sign in again (an emailed code)."""
+    """A sensitive account action (§11: factor changes; §14: change of address, deletion)
+    without a step passed within STEP_UP_TTL. `methods` are what /api/step-up takes for this
+    person; none: sign in again (an emailed code)."""
 
     code = ErrorCode.STEP_UP_REQUIRED
     status = 403
@@ -171,6 +173,15 @@ class SigninExpiredError(ServiceError):
     code = ErrorCode.SIGNIN_EXPIRED
     status = 410
     message = "This sign-in has expired. Please start again."
+
+
+class AddressTakenError(ServiceError):
+    """A confirmed new address already belongs to another account. Said only to whoever holds
+    the code or link mailed to that address, who could learn as much by signing in with it."""
+
+    code = ErrorCode.ADDRESS_TAKEN
+    status = 409
+    message = "This address already has an account of its own, so yours cannot move to it."
 
 
 class TooLargeError(ServiceError):

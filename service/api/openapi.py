@@ -210,6 +210,27 @@ def _paths() -> dict[str, Any]:
                 parameters=[{"name": "session_id", "in": "path", "required": True, "schema": STR}],
             )
         },
+        "/api/account/export": {
+            "get": _op(
+                "exportAccount",
+                "Everything Latch holds about the person, as a JSON download; no secret",
+                {"200": _json(ref("AccountExport"), "The export"), **_errors(401, 503)},
+                security=SIGNED_IN,
+            )
+        },
+        "/api/account": {
+            "delete": _op(
+                "deleteAccount",
+                "Delete the account now (needs the typed address and a step within STEP_UP_TTL,"
+                " else 403 step_up_required)",
+                {
+                    "204": {"description": "Deleted; every session ended; cookies cleared"},
+                    **_errors(*_POST_ERRORS, 401),
+                },
+                security=SIGNED_IN,
+                body=_body("DeleteAccountRequest"),
+            )
+        },
         "/auth/check": {
             "get": _op(
                 "checkAuth",

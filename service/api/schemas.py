@@ -54,6 +54,7 @@ SCHEMAS: dict[str, Any] = {
     "CodeRequest": _object(["code"], code={"type": "string", "description": "From the app."}),
     "StepUpRequest": _object(["method", "code"], method=STR, code=STR),
     # --- answers --------------------------------------------------------------------------
+    "DeleteAccountRequest": _object(["confirm"], confirm=STR),
     "LatchError": _object(
         ["error"],
         error=_object(
@@ -175,6 +176,28 @@ SCHEMAS: dict[str, Any] = {
         algorithms={"type": "array", "items": STR},
         token_type=STR,
         access_token_ttl=INT,
+    ),
+    # Everything Latch holds about a person (service/store/account.py); the lists' rows are
+    # described loosely: the export is for people to read, not for clients to build on.
+    "AccountExport": _object(
+        ["format", "version", "account", "sessions"],
+        format=STR,
+        version=INT,
+        account=_object(
+            ["id", "email", "created_at"],
+            id=STR,
+            email=STR,
+            created_at=INT,
+            last_login_at={"type": ["integer", "null"]},
+            second_factors={"type": "array", "items": STR},
+        ),
+        sessions={"type": "array", "items": {"type": "object"}},
+        pending_sign_ins={"type": "array", "items": {"type": "object"}},
+        known_devices={"type": "array", "items": {"type": "object"}},
+        new_device_notices={"type": "array", "items": {"type": "object"}},
+        address_changes={"type": "array", "items": {"type": "object"}},
+        sign_in_attempts={"type": "array", "items": {"type": "object"}},
+        wrong_codes={"type": ["object", "null"]},
     ),
     "Health": _object(["status"], status=STR),
     "ReadinessChecks": _object(["database", "mail_queue"], database=BOOL, mail_queue=BOOL),

@@ -198,6 +198,57 @@ MIGRATIONS: tuple[tuple[int, str, tuple[str, ...]], ...] = (
             )""",
         ),
     ),
+    (
+        7,
+        "the person's side of account security: known devices, new-device notices, address changes",
+        (
+            # Where a person has signed in from (docs/design.md §14): the recognised device name
+            # ('' when unrecognised) and the network (IPv4 /24, IPv6 /48), never the raw
+            # User-Agent. A sign-in from a pair not seen for 90 days gets a notice.
+            """CREATE TABLE known_devices (
+                user_id TEXT NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+                device TEXT NOT NULL,
+                network TEXT NOT NULL,
+                first_seen_at BIGINT NOT NULL,
+                last_seen_at BIGINT NOT NULL,
+                PRIMARY KEY (user_id, device, network)
+            )""",
+            # A new-device notice and its "This wasn't me" link: only a keyed hash of the
+            # link's secret is stored; used_at makes the link single use.
+            """CREATE TABLE device_notices (
+                id TEXT PRIMARY KEY,
+                user_id TEXT NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+                session_id TEXT NOT NULL,
+                device TEXT NOT NULL,
+                network TEXT NOT NULL,
+                ip TEXT NOT NULL,
+                link_hash TEXT NOT NULL,
+                created_at BIGINT NOT NULL,
+                expires_at BIGINT NOT NULL,
+                used_at BIGINT
+            )""",
+            "CREATE INDEX device_notices_user ON device_notices (user_id, device, created_at)",
+            # A change of address waiting for the new address's code or link (§14).
+            """CREATE TABLE address_changes (
+                id TEXT PRIMARY KEY,
+                user_id TEXT NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+                email TEXT NOT NULL,
+                email_key TEXT NOT NULL,
+                old_email_key TEXT,
+                code_hash TEXT NOT NULL,
+                link_hash TEXT NOT NULL,
+                created_at BIGINT NOT NULL,
+                expires_at BIGINT NOT NULL,
+                attempts INTEGER NOT NULL DEFAULT 0,
+                consumed_at BIGINT,
+                outcome TEXT,
+                ip TEXT NOT NULL,
+                user_agent TEXT NOT NULL
+            )""",
+            "CREATE INDEX address_changes_user ON address_changes (user_id, created_at)",
+            "CREATE INDEX address_changes_created ON address_changes (created_at)",
+        ),
+    ),
 )
 
 

@@ -21,6 +21,7 @@ import jinja2
 
 from service import store
 from service.db import Database
+from service.delivery.account_mail import Notice, NoticeTemplates
 from service.delivery.dkim import DkimSigner
 from service.delivery.transports import PermanentMailError, TransientMailError, Transport
 from service.device import describe_device
@@ -74,6 +75,7 @@ class Renderer:
         if sender is None:
             raise ConfigError(f"MAIL_FROM must be exactly one address, not {self.sender!r}")
         self.envelope_sender = sender
+        self.notices = NoticeTemplates(settings.mail.templates_dir)
 
     def envelope(self, job: MailJob) -> tuple[str, tuple[str, ...]]:
         """(sender, recipients) for SMTP: MAIL_FROM's address and the validated address only.
@@ -83,13 +85,24 @@ class Renderer:
         """
         return self.envelope_sender, (job.to,)
 
+    def _brand(self) -> dict[str, str]:
+        s = self.settings
+        return {
+            "app_name": s.brand.app_name,
+            "accent_color": s.brand.accent_color,
+            "logo_url": f"{s.public_url}/logo" if s.brand.logo_file else "",
+        }
+
+    def render_notice(self, notice: Notice) -> EmailMessage:
+        """A notice (delivery/account_mail.py) as a complete mail to exactly `notice.to`."""
+        parts = self.notices.render(notice, self._brand())
+        return self.compose(notice.to, parts.subject, parts.text, parts.html)
+
     def render(self, job: MailJob) -> EmailMessage:
         """The complete sign-in mail for a job, addressed to exactly `job.to`."""
         s = self.settings
         context = {
-            "app_name": s.brand.app_name,
-            "accent_color": s.brand.accent_color,
-            "logo_url": f"{s.public_url}/logo" if s.brand.logo_file else "",
+            **self._brand(),
             "email": job.to,
             "code": job.code,
             "code_display": f"{job.code[:3]} {job.code[3:]}",
@@ -99,26 +112,35 @@ class Renderer:
             "request_ip": job.ip,
             "request_device": describe_device(job.user_agent),
         }
-        # Whatever a template or APP_NAME holds, the subject is one line: no header injection.
-        subject = _one_line(self._subject.render(context))
+        return self.compose(
+            job.to,
+            self._subject.render(context),
+            self._body_text.render(context),
+            self._body_html.render(context),
+        )
+
+    def compose(self, to: str, subject: str, text: str, html: str) -> EmailMessage:
+        """A multipart mail from Latch to exactly `to` (sign-in mails and notices alike)."""
+        s = self.settings
         msg = EmailMessage(policy=_POLICY)
-        msg["Subject"] = subject
+        # Whatever a template or APP_NAME holds, the subject is one line: no header injection.
+        msg["Subject"] = _one_line(subject)
         msg["From"] = self.sender
         # Built as an Address, never parsed from a string: the header parser decodes RFC 2047
         # encoded-words, so `=?q?a=40evil.example=2c?=b@ok` would become two recipients.
         # Address() refuses such an addr_spec (ValueError: the job fails, nothing is sent).
-        msg["To"] = Address(addr_spec=job.to)
+        msg["To"] = Address(addr_spec=to)
         msg["Date"] = formatdate(usegmt=True)
         msg["Message-ID"] = make_msgid(domain=_mail_domain(s))
         msg["Auto-Submitted"] = "auto-generated"
         # Exchange and Outlook honour this one instead: no out-of-office replies, read receipts
         # or delivery reports sent back to MAIL_FROM for a mail nobody wrote.
         msg["X-Auto-Response-Suppress"] = "All"
-        msg.set_content(self._body_text.render(context))
-        msg.add_alternative(self._body_html.render(context), subtype="html")
+        msg.set_content(text)
+        msg.add_alternative(html, subtype="html")
         # What a receiving client will read back from the To header must be the validated
         # address and nothing else (addresses.parse_email already refuses encoded-words).
-        if _one_address(str(msg["To"]), "To") != job.to:
+        if _one_address(str(msg["To"]), "To") != to:
             raise ValueError("the To header does not read back as the recipient")
         return msg
 
@@ -183,7 +205,7 @@ class Mailer:
         self.clock = clock
         self.renderer = Renderer(settings)
         self.signer = DkimSigner(settings.dkim) if settings.dkim.enabled else None
-        self._queue: asyncio.Queue[tuple[MailJob, int]] = asyncio.Queue()
+        self._queue: asyncio.Queue[tuple[MailJob | Notice, int]] = asyncio.Queue()
         self._tasks: list[asyncio.Task[None]] = []
         self._pending = 0
         self._idle = asyncio.Event()
@@ -215,6 +237,20 @@ class Mailer:
     def submit(self, job: MailJob) -> None:
         """Queue a job for which a place was reserved."""
         self._queue.put_nowait((job, 0))
+
+    def notify(self, notice: Notice) -> bool:
+        """Queue a notice; False (and nothing queued) when the queue is full.
+
+        Never raises: a notice follows something that already happened (a sign-in, a change
+        of address), which a full queue must not undo or turn into an error.
+        """
+        if self.full:
+            log.warning("mail.dropped notice=%s kind=%s: queue full", notice.ref[:8], notice.kind)
+            return False
+        self._pending += 1
+        self._idle.clear()
+        self._queue.put_nowait((notice, 0))
+        return True
 
     def start(self) -> None:
         """Start the sender tasks."""
@@ -248,9 +284,13 @@ class Mailer:
         while True:
             job, attempt = await self._queue.get()
             try:
-                finished = await self._attempt(job, attempt)
+                if isinstance(job, Notice):
+                    finished = await self._attempt_notice(job, attempt)
+                else:
+                    finished = await self._attempt(job, attempt)
             except Exception:
-                log.exception("mail worker error for flow %s", job.flow_id)
+                ref = job.ref if isinstance(job, Notice) else job.flow_id
+                log.exception("mail worker error for %s", ref[:8])
                 finished = True
             if finished:
                 self._done()
@@ -296,6 +336,45 @@ class Mailer:
         self.sent += 1
         log.info("mail.sent flow=%s to=%s", job.flow_id[:8], mask_email(job.to))
         return True
+
+    async def _attempt_notice(self, notice: Notice, attempt: int) -> bool:
+        """One delivery attempt of a notice; False when a retry was scheduled. A notice has
+        no flow whose status to record: its outcome is logged only."""
+        try:
+            message = self.renderer.render_notice(notice)
+            if self.signer is not None:
+                message = await asyncio.to_thread(self.signer.sign, message)
+            await self.transport.send(
+                message, sender=self.renderer.envelope_sender, recipients=(notice.to,)
+            )
+        except TransientMailError as e:
+            delays = self.settings.mail.retry_delays
+            delay = delays[attempt] if attempt < len(delays) else None
+            if delay is not None and self.clock() + delay < notice.expires_at:
+                log.info("mail.retry notice=%s attempt=%d", notice.ref[:8], attempt + 1)
+                loop = asyncio.get_running_loop()
+                loop.call_later(delay, self._queue.put_nowait, (notice, attempt + 1))
+                return False
+            self._notice_failed(notice, str(e))
+            return True
+        except (PermanentMailError, jinja2.TemplateError, ValueError) as e:
+            self._notice_failed(notice, f"{type(e).__name__}: {e}")
+            return True
+        self.sent += 1
+        log.info(
+            "mail.sent notice=%s kind=%s to=%s", notice.ref[:8], notice.kind, mask_email(notice.to)
+        )
+        return True
+
+    def _notice_failed(self, notice: Notice, error: str) -> None:
+        self.failed += 1
+        log.warning(
+            "mail.failed notice=%s kind=%s to=%s error=%s",
+            notice.ref[:8],
+            notice.kind,
+            mask_email(notice.to),
+            error[:200],
+        )
 
     async def _retry_or_fail(self, job: MailJob, attempt: int, error: str) -> bool:
         delays = self.settings.mail.retry_delays

@@ -67,12 +67,16 @@ async def account_page(request: Request) -> Response:
     notice = "That session has been signed out." if request.query_params.get("revoked") else None
     if request.query_params.get("app_revoked"):
         notice = "That app can no longer sign you in without asking."
+    if request.query_params.get("changed"):
+        notice = "Your address has changed. Your old address has been told."
+    # The address from the database: the access token's may predate a change of address.
+    email = (await sessions.describe(identity))["user"]["email"]
     apps = await apps_of(state, identity)
     factors = await state.account_factors.summary(identity)
     return render(
         request,
         "account.html",
-        email=identity.email,
+        email=email,
         sessions=rows,
         notice=notice,
         apps=apps,

@@ -25,7 +25,14 @@ from service.errors import (
     ServiceError,
     UnauthenticatedError,
 )
-from service.pages import account, brand, second_factor
+from service.pages import (
+    account,
+    account_address,
+    account_delete,
+    account_notice,
+    brand,
+    second_factor,
+)
 from service.pages.render import STATIC, CachedStatic, error_page, redirect, render
 from service.settings import Settings
 from service.signin.access import Authenticated
@@ -227,5 +234,8 @@ routes: list[BaseRoute] = [
     Route("/login/link", link_submit, methods=["POST"]),
     *second_factor.routes,
     *account.routes,
+    *account_notice.routes,
+    *account_delete.routes,
+    *account_address.routes,
     Mount("/static", app=CachedStatic(StaticFiles(directory=STATIC)), name="static"),
 ]

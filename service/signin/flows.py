@@ -22,6 +22,7 @@ from service.settings import Settings
 from service.signin.access import AccessTokens, Authenticated
 from service.signin.bindings import Bindings
 from service.signin.links import LinkCodec
+from service.signin.notices import DeviceNotices
 from service.signin.opening import new_session
 from service.signin.refusals import flow_refusal
 
@@ -73,8 +74,10 @@ class Login:
         bindings: Bindings,
         access: AccessTokens,
         new_code: Callable[[], str] = crypto.new_code,
+        notices: DeviceNotices | None = None,
     ) -> None:
         self.settings = settings
+        self.notices = notices
         self.db = database
         self.mailer = mailer
         self.clock = clock
@@ -234,7 +237,7 @@ class Login:
                 now=self._now(),
             )
         )
-        return self._finish(outcome, refresh, "code")
+        return await self._opened(self._finish(outcome, refresh, "code"), ip, user_agent)
 
     async def peek_link(self, token: str) -> LinkView:
         """The state of a link without consuming it (mail scanners fetch links)."""
@@ -267,7 +270,15 @@ class Login:
                 now=self._now(),
             )
         )
-        return self._finish(outcome, refresh, "link")
+        return await self._opened(self._finish(outcome, refresh, "link"), ip, user_agent)
+
+    async def _opened(
+        self, auth: Authenticated | SecondStepDue, ip: str, user_agent: str
+    ) -> Authenticated | SecondStepDue:
+        """A session that opened gets its new-device check (a pending sign-in does later)."""
+        if self.notices is not None and isinstance(auth, Authenticated):
+            await self.notices.session_opened(auth, ip=ip, user_agent=user_agent)
+        return auth
 
     def _finish(
         self, outcome: store.Outcome, refresh: str, how: str

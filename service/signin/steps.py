@@ -29,6 +29,7 @@ from service.settings import Settings
 from service.signin.access import AccessTokens, Authenticated
 from service.signin.assurance import Method, assurance_of
 from service.signin.bindings import Bindings
+from service.signin.notices import DeviceNotices
 from service.signin.opening import new_session
 from service.signin.refusals import step_refusal
 
@@ -78,8 +79,10 @@ class SecondStep:
         bindings: Bindings,
         access: AccessTokens,
         clock: Callable[[], float],
+        notices: DeviceNotices | None = None,
     ) -> None:
         self.sessions = settings.sessions
+        self.notices = notices
         self.db = database
         self.factors = factors
         self.bindings = bindings
@@ -155,4 +158,7 @@ class SecondStep:
             done.user_id[:8],
             done.session_id[:8],
         )
-        return self.access.authenticated(done, refresh)
+        auth = self.access.authenticated(done, refresh)
+        if self.notices is not None:
+            await self.notices.session_opened(auth, ip=ip, user_agent=user_agent)
+        return auth

@@ -13,11 +13,14 @@ from service.delivery.mail import Mailer
 from service.delivery.notices import Notices
 from service.settings import Settings
 from service.signin.access import AccessTokens
+from service.signin.account import Account
+from service.signin.address import AddressChange
 from service.signin.bindings import Bindings
 from service.signin.enrolment import EnrolStep
 from service.signin.factors import AccountFactors
 from service.signin.flows import Login
 from service.signin.links import LinkCodec
+from service.signin.notices import DeviceNotices
 from service.signin.recovery import RecoveryCodes
 from service.signin.refresh import Refresher
 from service.signin.steps import SecondFactor, SecondFactors, SecondStep
@@ -40,6 +43,9 @@ class Signin:
     account_factors: AccountFactors
     enrolment: EnrolStep
     notices: Notices
+    device_notices: DeviceNotices
+    account: Account
+    address: AddressChange
 
 
 def build_signin(
@@ -51,21 +57,32 @@ def build_signin(
     *,
     new_code: Callable[[], str] = crypto.new_code,
     second_factors: Iterable[SecondFactor] = (),
+    forget: Callable[..., None] = lambda *session_ids: None,
 ) -> Signin:
     """The use cases over one database, mailer and keyring.
 
     `second_factors` are second-step methods besides this Latch's own authenticator apps and
     recovery codes (docs/design.md §11); one with the same method replaces the built-in one
-    (tests bring their own)."""
+    (tests bring their own). `forget` drops revoked sessions from /auth/check's cache
+    (Sessions.forget)."""
     keys = Keys.from_secret(settings.secret_key)
     bindings = Bindings(keys, settings.signin.code_ttl)
     access = AccessTokens(settings, keyring)
     notices = Notices(settings, mailer)
+    device_notices = DeviceNotices(settings, database, mailer, clock, forget=forget)
     totp = Totp(settings, database)
     recovery = RecoveryCodes(settings, database, notices)
     factors = SecondFactors([totp, recovery, *second_factors])
     account_factors = AccountFactors(settings, database, access, totp, recovery, notices, clock)
-    steps = SecondStep(settings, database, factors, bindings=bindings, access=access, clock=clock)
+    steps = SecondStep(
+        settings,
+        database,
+        factors,
+        bindings=bindings,
+        access=access,
+        clock=clock,
+        notices=device_notices,
+    )
     login = Login(
         settings,
         database,
@@ -76,6 +93,7 @@ def build_signin(
         bindings=bindings,
         access=access,
         new_code=new_code,
+        notices=device_notices,
     )
     return Signin(
         login=login,
@@ -96,4 +114,9 @@ def build_signin(
             clock=clock,
         ),
         notices=notices,
+        device_notices=device_notices,
+        account=Account(database, clock, account_factors, forget=forget),
+        address=AddressChange(
+            settings, database, mailer, clock, account_factors, new_code=new_code
+        ),
     )

@@ -12,10 +12,13 @@ from service.db import Database
 from service.delivery.mail import Mailer
 from service.delivery.notices import Notices
 from service.settings import Settings
+from service.signin.account import Account
+from service.signin.address import AddressChange
 from service.signin.bindings import Bindings
 from service.signin.enrolment import EnrolStep
 from service.signin.factors import AccountFactors
 from service.signin.flows import Login
+from service.signin.notices import DeviceNotices
 from service.signin.refresh import Refresher
 from service.signin.sessions import Sessions
 from service.signin.steps import SecondFactors, SecondStep
@@ -42,6 +45,9 @@ class AppState:
     account_factors: AccountFactors
     enrolment: EnrolStep
     notices: Notices
+    device_notices: DeviceNotices
+    account: Account
+    address: AddressChange
     metrics: Metrics
     clock: Callable[[], float]
 

@@ -1,0 +1,127 @@
+"""A person's account as a whole: everything Latch holds about them (export), and deleting it.
+
+Locks: delete takes the address lock of the account's address (as a sign-in of that address
+does, LOCK_ORDER) before any row, so a sign-in racing the deletion either finished first (its
+session is deleted with the rest) or comes after it (and starts a new person).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from service.addresses import limit_key
+from service.db import Q, Row, UseCase, address_lock, replayable
+from service.store.signins import split
+
+# Columns only: no code, link or refresh hash, nor any other secret, ever leaves in an export.
+_EXPORTS = (
+    (
+        "sessions",
+        "SELECT id, created_at, last_used_at, idle_expires_at, expires_at, revoked_at, ip,"
+        " user_agent, aal, amr, auth_time FROM sessions WHERE user_id = :uid"
+        " ORDER BY created_at DESC",
+    ),
+    (
+        "pending_sign_ins",
+        "SELECT id, amr, created_at, expires_at, consumed_at, ip, user_agent FROM signins"
+        " WHERE user_id = :uid ORDER BY created_at DESC",
+    ),
+    (
+        "known_devices",
+        "SELECT device, network, first_seen_at, last_seen_at FROM known_devices"
+        " WHERE user_id = :uid ORDER BY last_seen_at DESC",
+    ),
+    (
+        "new_device_notices",
+        "SELECT created_at, device, network, ip, session_id, expires_at, used_at"
+        " FROM device_notices WHERE user_id = :uid ORDER BY created_at DESC",
+    ),
+    (
+        "address_changes",
+        "SELECT email, created_at, expires_at, consumed_at, outcome, ip, user_agent"
+        " FROM address_changes WHERE user_id = :uid ORDER BY created_at DESC",
+    ),
+)
+
+
+def export_account(user_id: str) -> UseCase[dict[str, Any] | None]:
+    """Everything Latch holds about a person, without a secret or a hash; None if no such
+    user."""
+    users = yield Q(
+        "SELECT id, email, email_key, created_at, last_login_at, second_factors FROM users"
+        " WHERE id = :uid",
+        {"uid": user_id},
+    )
+    if not users:
+        return None
+    user = users[0]
+    out: dict[str, Any] = {
+        "account": {
+            "id": user["id"],
+            "email": user["email"],
+            "created_at": user["created_at"],
+            "last_login_at": user["last_login_at"],
+            "second_factors": list(split(user["second_factors"])),
+        }
+    }
+    for name, sql in _EXPORTS:
+        out[name] = yield Q(sql, {"uid": user_id})
+    # Sign-in attempts with this address (kept a day, for the limits): when, from where, and
+    # how they ended; never their code or link hash.
+    out["sign_in_attempts"] = yield Q(
+        "SELECT created_at, expires_at, attempts, outcome, mail_status, ip, user_agent"
+        " FROM login_flows WHERE email_key = :k ORDER BY created_at DESC",
+        {"k": user["email_key"]},
+    )
+    failures = yield Q(
+        "SELECT failures, locked_until, updated_at FROM address_failures WHERE email_key = :k",
+        {"k": user["email_key"]},
+    )
+    out["wrong_codes"] = failures[0] if failures else None
+    return out
+
+
+@dataclass(frozen=True)
+class Deleted:
+    """What a deletion removed that others must hear of: the sessions (for /auth/check's
+    cache) and the address the account had."""
+
+    email: str
+    session_ids: tuple[str, ...]
+
+
+@replayable
+def delete_account(user_id: str) -> UseCase[Deleted | None]:
+    """Delete a person and everything of theirs, in one transaction; None if no such user.
+
+    Rows keyed by address (flows, mail log, failure counts) go for every address the account
+    had that Latch still holds (its address changes name them), not only the current one.
+    """
+    users = yield Q("SELECT email, email_key FROM users WHERE id = :uid", {"uid": user_id})
+    if not users:
+        return None
+    yield address_lock(limit_key(users[0]["email_key"]))
+    users = yield Q("SELECT email, email_key FROM users WHERE id = :uid", {"uid": user_id})
+    if not users:
+        return None
+    p: dict[str, Any] = {"uid": user_id}
+    changes = yield Q(
+        "SELECT email_key, old_email_key FROM address_changes WHERE user_id = :uid", p
+    )
+    keys = {users[0]["email_key"]}
+    keys |= {r[c] for r in changes for c in ("email_key", "old_email_key") if r[c]}
+    names = {f"k{i}": k for i, k in enumerate(sorted(keys))}
+    inboxes = {f"i{i}": k for i, k in enumerate(sorted({limit_key(k) for k in keys}))}
+    in_keys = ", ".join(f":{n}" for n in names)
+    in_inboxes = ", ".join(f":{n}" for n in inboxes)
+    p |= names | inboxes
+    yield Q(f"DELETE FROM login_flows WHERE email_key IN ({in_keys})", p)
+    yield Q(f"DELETE FROM address_failures WHERE email_key IN ({in_keys})", p)
+    # mail_log counts the mail limits per inbox (`+tag` dropped): its rows name the address.
+    yield Q(f"DELETE FROM mail_log WHERE email_key IN ({in_inboxes})", p)
+    sessions: list[Row] = yield Q("DELETE FROM sessions WHERE user_id = :uid RETURNING id", p)
+    for table in ("signins", "known_devices", "device_notices", "address_changes"):
+        yield Q(f"DELETE FROM {table} WHERE user_id = :uid", p)
+    yield Q("DELETE FROM users WHERE id = :uid", p)
+    return Deleted(users[0]["email"], tuple(r["id"] for r in sessions))

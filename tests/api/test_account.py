@@ -1,0 +1,165 @@
+"""The person's account over JSON (service/api/account.py): the export holds everything and
+no secret; deletion needs a recent step and the typed address, and leaves nothing behind."""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+from starlette.testclient import TestClient
+
+from service.web.state import app_state_of
+from tests.api.test_factors import code_now, enrol
+from tests.conftest import FakeClock, RecordingTransport, mail_code, mail_token, sign_in, text_of
+from tests.support.wait import eventually
+from tests.support.web import other_browser
+
+EMAIL = "ada@example.com"
+PHONE = (
+    "Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) AppleWebKit/605.1.15"
+    " (KHTML, like Gecko) Version/17.0 Mobile/15E148 Safari/604.1"
+)
+
+
+def db_file(client: TestClient) -> Path:
+    url = app_state_of(client).settings.storage.resolved_database_url
+    return Path(url.removeprefix("sqlite:///"))
+
+
+def rows(client: TestClient, sql: str, *params: Any) -> list[tuple[Any, ...]]:
+    """Read the database file as another process would."""
+    with sqlite3.connect(db_file(client)) as conn:
+        return conn.execute(sql, params).fetchall()
+
+
+def stored_hashes(client: TestClient) -> list[str]:
+    """Every hash Latch stored: codes, links, refresh tokens, notice links."""
+    found: list[str] = []
+    for table, columns in (
+        ("login_flows", ("code_hash", "link_hash")),
+        ("sessions", ("refresh_hash", "prev_refresh_hash")),
+        ("device_notices", ("link_hash",)),
+        ("address_changes", ("code_hash", "link_hash")),
+    ):
+        for row in rows(client, f"SELECT {', '.join(columns)} FROM {table}"):
+            found += [value for value in row if value]
+    return found
+
+
+def settle(client: TestClient) -> None:
+    eventually(lambda: app_state_of(client).mailer.depth == 0, "the mail queue to empty")
+
+
+def two_devices(client: TestClient, transport: RecordingTransport) -> list[str]:
+    """Sign in here and on a phone (whose sign-in gets a notice), refresh here once; every
+    secret that passed: codes, link tokens, cookies, the notice's link."""
+    sign_in(client, transport, EMAIL)
+    with other_browser(client, PHONE):
+        sign_in(client, transport, EMAIL)
+        phone = [client.cookies["latch_session"], client.cookies["latch_refresh"]]
+    assert client.post("/api/refresh").status_code == 200
+    settle(client)
+    secrets = [*phone, client.cookies["latch_session"], client.cookies["latch_refresh"]]
+    for message in transport.messages:
+        text = text_of(message)
+        if "/login/link?t=" in text:
+            secrets += [mail_code(message), mail_token(message)]
+        secrets += re.findall(r"not-me\?t=(\S+)", text)
+    assert len(secrets) >= 9
+    return secrets
+
+
+def test_export_holds_the_account_and_no_secret_or_hash(
+    client: TestClient, transport: RecordingTransport
+) -> None:
+    secrets = two_devices(client, transport)
+    hashes = stored_hashes(client)
+    assert len(hashes) >= 5
+    response = client.get("/api/account/export")
+    assert response.status_code == 200
+    assert response.headers["content-disposition"].startswith("attachment;")
+    assert response.headers["cache-control"] == "no-store"
+    data = response.json()
+    assert data["account"]["email"] == EMAIL
+    assert len(data["sessions"]) == 2
+    assert {s["device"] for s in data["sessions"]} == {"", "Safari on iPhone"}
+    assert len(data["known_devices"]) == 2 and len(data["new_device_notices"]) == 1
+    assert len(data["sign_in_attempts"]) == 2
+    text = response.text
+    secrets.append(app_state_of(client).settings.secret_key.hex())
+    for secret in [*secrets, *hashes]:
+        assert secret not in text
+        # Nor a large piece of one (a signature, a hash prefix).
+        assert secret[-20:] not in text
+    assert "hash" not in text
+
+
+def test_export_needs_a_sign_in(client: TestClient) -> None:
+    assert client.get("/api/account/export").status_code == 401
+
+
+def test_delete_needs_a_recent_step(
+    client: TestClient, transport: RecordingTransport, clock: FakeClock
+) -> None:
+    sign_in(client, transport, EMAIL)
+    clock.advance(11 * 60)
+    response = client.request("DELETE", "/api/account", json={"confirm": EMAIL})
+    assert response.status_code == 403
+    # No second factor: no method to step up with, so a new sign-in is the step.
+    assert response.json()["error"]["code"] == "step_up_required"
+    assert response.json()["error"]["methods"] == []
+    assert client.get("/api/session").status_code == 200
+    page = client.get("/account/delete", follow_redirects=False)
+    assert page.status_code == 303
+    assert page.headers["location"] == "/login/step-up?next=%2Faccount%2Fdelete"
+
+
+def test_with_an_authenticator_app_a_step_up_on_the_same_session_allows_deletion(
+    client: TestClient, transport: RecordingTransport, clock: FakeClock
+) -> None:
+    sign_in(client, transport, EMAIL)
+    secret, _ = enrol(client, clock)
+    session_id = client.get("/api/session").json()["session"]["id"]
+    clock.advance(11 * 60)
+    refused = client.request("DELETE", "/api/account", json={"confirm": EMAIL})
+    assert refused.status_code == 403
+    assert refused.json()["error"]["methods"] == ["totp"]
+    stepped = client.post("/api/step-up", json={"method": "totp", "code": code_now(secret, clock)})
+    assert stepped.status_code == 200, stepped.text
+    # The same session, raised in place: no new sign-in was needed.
+    assert client.get("/api/session").json()["session"]["id"] == session_id
+    assert client.request("DELETE", "/api/account", json={"confirm": EMAIL}).status_code == 204
+
+
+def test_delete_needs_the_typed_address(client: TestClient, transport: RecordingTransport) -> None:
+    sign_in(client, transport, EMAIL)
+    for body in ({"confirm": "bob@example.com"}, {}):
+        response = client.request("DELETE", "/api/account", json=body)
+        assert response.status_code == 400
+    assert client.get("/api/session").status_code == 200
+
+
+def test_delete_removes_every_row_of_the_person_and_ends_every_session(
+    client: TestClient, transport: RecordingTransport
+) -> None:
+    two_devices(client, transport)
+    user_id = client.get("/api/session").json()["user"]["id"]
+    refresh, access = client.cookies["latch_refresh"], client.cookies["latch_session"]
+    response = client.request("DELETE", "/api/account", json={"confirm": " ADA@example.com "})
+    assert response.status_code == 204
+    for table in ("sessions", "signins", "known_devices", "device_notices", "address_changes"):
+        assert rows(client, f"SELECT * FROM {table} WHERE user_id = ?", user_id) == [], table
+    assert rows(client, "SELECT * FROM users") == []
+    for table in ("login_flows", "mail_log", "address_failures"):
+        assert rows(client, f"SELECT * FROM {table} WHERE email_key = ?", EMAIL) == [], table
+    # The browser's cookies are cleared; the tokens it held are refused everywhere.
+    assert client.get("/auth/check").status_code == 401
+    bearer = {"authorization": f"Bearer {access}"}
+    assert client.get("/auth/check", headers=bearer).status_code == 401
+    client.cookies.set("latch_refresh", refresh)
+    assert client.post("/api/refresh").status_code == 401
+    # The address can start over, as a new person.
+    again = sign_in(client, transport, EMAIL)
+    assert again["user"]["id"] != user_id
