@@ -15,7 +15,7 @@ from typing import Any
 from service.db import Database
 from service.device import device_name
 from service.errors import InvalidRequestError, UnauthenticatedError
-from service.signin.factors import AccountFactors
+from service.signin.factors import NAMES, AccountFactors
 from service.signin.sessions import Identity
 from service.store import account as account_store
 
@@ -48,6 +48,8 @@ class Account:
         for session in data["sessions"]:
             session["device"] = device_name(session["user_agent"] or "")
             session["current"] = session["id"] == identity.session_id
+        for factor in data["factors"]:
+            factor["name"] = NAMES.get(factor["method"], factor["method"])
         log.info("account.exported user=%s", identity.user_id[:8])
         return {"format": "latch-account-export", "version": EXPORT_VERSION, **data}
 

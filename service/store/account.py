@@ -42,6 +42,31 @@ _EXPORTS = (
         "SELECT email, created_at, expires_at, consumed_at, outcome, ip, user_agent"
         " FROM address_changes WHERE user_id = :uid ORDER BY created_at DESC",
     ),
+    # Second factors (§11): which and when; never the sealed secret nor a code's hash.
+    (
+        "factors",
+        "SELECT 'totp' AS method, created_at, confirmed_at FROM totp_factors WHERE user_id = :uid",
+    ),
+    (
+        "recovery_codes",
+        "SELECT created_at, used_at FROM recovery_codes WHERE user_id = :uid"
+        " ORDER BY created_at DESC, used_at",
+    ),
+    # OpenID apps (§13): what the person allowed, and each sign-in to an app (a grant);
+    # never a code, token or PKCE value.
+    (
+        "app_consents",
+        "SELECT c.client_id, o.name AS app, c.scope, c.created_at FROM oauth_consents c"
+        " JOIN oauth_clients o ON o.id = c.client_id WHERE c.user_id = :uid"
+        " ORDER BY c.created_at DESC",
+    ),
+    (
+        "app_sign_ins",
+        "SELECT g.client_id, o.name AS app, g.session_id, g.scope, g.redirect_uri, g.aal,"
+        " g.amr, g.auth_time, g.created_at, g.code_used_at, g.rotated_at, g.revoked_at"
+        " FROM oauth_grants g JOIN oauth_clients o ON o.id = g.client_id"
+        " WHERE g.user_id = :uid ORDER BY g.created_at DESC",
+    ),
 )
 
 
@@ -121,7 +146,18 @@ def delete_account(user_id: str) -> UseCase[Deleted | None]:
     # mail_log counts the mail limits per inbox (`+tag` dropped): its rows name the address.
     yield Q(f"DELETE FROM mail_log WHERE email_key IN ({in_inboxes})", p)
     sessions: list[Row] = yield Q("DELETE FROM sessions WHERE user_id = :uid RETURNING id", p)
-    for table in ("signins", "known_devices", "device_notices", "address_changes"):
+    # Every table with a user_id references users ON DELETE CASCADE; they are named here as
+    # well so that the deletion does not hang on a connection's foreign_keys setting.
+    for table in (
+        "signins",
+        "known_devices",
+        "device_notices",
+        "address_changes",
+        "totp_factors",
+        "recovery_codes",
+        "oauth_grants",
+        "oauth_consents",
+    ):
         yield Q(f"DELETE FROM {table} WHERE user_id = :uid", p)
     yield Q("DELETE FROM users WHERE id = :uid", p)
     return Deleted(users[0]["email"], tuple(r["id"] for r in sessions))

@@ -128,11 +128,15 @@ class NewGrant:
 def open_grant(grant: NewGrant, request_id: str | None, now: int) -> UseCase[bool]:
     """Store an authorization code's grant; with a pending request, consume it in the same
     transaction (False, and nothing stored, when it was consumed already: two racing
-    consents or returns from sign-in issue one code)."""
+    consents or returns from sign-in issue one code).
+
+    Consuming deletes the request: the grant keeps what is needed of it, and a request holds
+    a person's login_hint, state and nonce without naming their user id, so a row kept until
+    the purge could not be found when that person deletes their account (§14)."""
     if request_id is not None:
         rows = yield Q(
-            "UPDATE oauth_requests SET consumed_at = :now WHERE id = :id"
-            " AND consumed_at IS NULL AND expires_at > :now RETURNING id",
+            "DELETE FROM oauth_requests WHERE id = :id AND consumed_at IS NULL"
+            " AND expires_at > :now RETURNING id",
             {"id": request_id, "now": now},
         )
         if not rows:

@@ -12,7 +12,16 @@ from starlette.testclient import TestClient
 
 from service.web.state import app_state_of
 from tests.api.test_factors import code_now, enrol
-from tests.conftest import FakeClock, RecordingTransport, mail_code, mail_token, sign_in, text_of
+from tests.conftest import (
+    FakeClock,
+    RecordingTransport,
+    mail_code,
+    mail_token,
+    sign_in,
+    text_of,
+)
+from tests.oidc.test_consent import decide, to_consent
+from tests.support.oidc import exchange, register
 from tests.support.wait import eventually
 from tests.support.web import other_browser
 
@@ -42,6 +51,10 @@ def stored_hashes(client: TestClient) -> list[str]:
         ("sessions", ("refresh_hash", "prev_refresh_hash")),
         ("device_notices", ("link_hash",)),
         ("address_changes", ("code_hash", "link_hash")),
+        ("totp_factors", ("sealed_secret",)),
+        ("recovery_codes", ("code_hash",)),
+        ("oauth_clients", ("secret_hash",)),
+        ("oauth_grants", ("code_hash", "refresh_hash", "prev_refresh_hash")),
     ):
         for row in rows(client, f"SELECT {', '.join(columns)} FROM {table}"):
             found += [value for value in row if value]
@@ -71,12 +84,35 @@ def two_devices(client: TestClient, transport: RecordingTransport) -> list[str]:
     return secrets
 
 
+def factor_and_app(
+    client: TestClient, transport: RecordingTransport, clock: FakeClock
+) -> list[str]:
+    """Set up an authenticator app (with recovery codes) and let a third-party OpenID app in
+    (consent, code, tokens); every secret that passed."""
+    totp_secret, codes = enrol(client, clock)
+    assert len(codes) == 10
+    app, app_secret = register(client, name="Wiki")
+    assert app_secret
+    code = decide(client, to_consent(client, transport, app), "allow")["code"]
+    tokens = exchange(client, app, app_secret, code).json()
+    return [
+        totp_secret,
+        *codes,
+        app_secret,
+        code,
+        tokens["access_token"],
+        tokens["refresh_token"],
+        tokens["id_token"],
+    ]
+
+
 def test_export_holds_the_account_and_no_secret_or_hash(
-    client: TestClient, transport: RecordingTransport
+    client: TestClient, transport: RecordingTransport, clock: FakeClock
 ) -> None:
     secrets = two_devices(client, transport)
+    secrets += factor_and_app(client, transport, clock)
     hashes = stored_hashes(client)
-    assert len(hashes) >= 5
+    assert len(hashes) >= 5 + 1 + 10 + 1 + 2
     response = client.get("/api/account/export")
     assert response.status_code == 200
     assert response.headers["content-disposition"].startswith("attachment;")
@@ -87,6 +123,16 @@ def test_export_holds_the_account_and_no_secret_or_hash(
     assert {s["device"] for s in data["sessions"]} == {"", "Safari on iPhone"}
     assert len(data["known_devices"]) == 2 and len(data["new_device_notices"]) == 1
     assert len(data["sign_in_attempts"]) == 2
+    # The factors by name and date, the apps by what was allowed and when.
+    [factor] = data["factors"]
+    assert factor["method"] == "totp" and factor["name"] == "an authenticator app"
+    assert factor["created_at"] and factor["confirmed_at"]
+    assert len(data["recovery_codes"]) == 10
+    assert set(data["recovery_codes"][0]) == {"created_at", "used_at"}
+    [consent] = data["app_consents"]
+    assert consent["app"] == "Wiki" and consent["scope"] == "openid email"
+    [grant] = data["app_sign_ins"]
+    assert grant["app"] == "Wiki" and grant["code_used_at"] and grant["revoked_at"] is None
     text = response.text
     secrets.append(app_state_of(client).settings.secret_key.hex())
     for secret in [*secrets, *hashes]:
@@ -141,19 +187,39 @@ def test_delete_needs_the_typed_address(client: TestClient, transport: Recording
     assert client.get("/api/session").status_code == 200
 
 
+# Tables that hold nothing of a person: the schema's versions and the registered apps.
+NOT_PERSONAL = {"schema_version", "oauth_clients"}
+
+
 def test_delete_removes_every_row_of_the_person_and_ends_every_session(
-    client: TestClient, transport: RecordingTransport
+    client: TestClient, transport: RecordingTransport, clock: FakeClock
 ) -> None:
     two_devices(client, transport)
+    factor_and_app(client, transport, clock)
     user_id = client.get("/api/session").json()["user"]["id"]
     refresh, access = client.cookies["latch_refresh"], client.cookies["latch_session"]
+    tables = [
+        name
+        for (name,) in rows(client, "SELECT name FROM sqlite_master WHERE type = 'table'")
+        if not name.startswith("sqlite_")
+    ]
+    # The person's rows reach every table but the two that are not theirs.
+    assert {t for t in tables if rows(client, f"SELECT 1 FROM {t}")} >= {
+        "users",
+        "sessions",
+        "totp_factors",
+        "recovery_codes",
+        "oauth_grants",
+        "oauth_consents",
+        "known_devices",
+        "device_notices",
+    }
     response = client.request("DELETE", "/api/account", json={"confirm": " ADA@example.com "})
     assert response.status_code == 204
-    for table in ("sessions", "signins", "known_devices", "device_notices", "address_changes"):
-        assert rows(client, f"SELECT * FROM {table} WHERE user_id = ?", user_id) == [], table
-    assert rows(client, "SELECT * FROM users") == []
-    for table in ("login_flows", "mail_log", "address_failures"):
-        assert rows(client, f"SELECT * FROM {table} WHERE email_key = ?", EMAIL) == [], table
+    # Every table, including any a later migration adds, is empty but the two.
+    for table in tables:
+        if table not in NOT_PERSONAL:
+            assert rows(client, f"SELECT * FROM {table}") == [], table
     # The browser's cookies are cleared; the tokens it held are refused everywhere.
     assert client.get("/auth/check").status_code == 401
     bearer = {"authorization": f"Bearer {access}"}

@@ -9,7 +9,15 @@ from starlette.testclient import TestClient
 
 from service.db import Q, UseCase
 from service.web.state import app_state_of
-from tests.conftest import ClientFactory, RecordingTransport, mail_code, sign_in, text_of
+from tests.api.test_account import factor_and_app
+from tests.conftest import (
+    ClientFactory,
+    FakeClock,
+    RecordingTransport,
+    mail_code,
+    sign_in,
+    text_of,
+)
 from tests.support.db import run_on
 from tests.support.wait import eventually
 from tests.support.web import csrf_of, other_browser, post_form
@@ -20,7 +28,17 @@ PHONE = "Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) Version/17.0 Saf
 
 def count_rows(user_id: str) -> UseCase[int]:
     total = 0
-    for table in ("sessions", "known_devices", "device_notices", "address_changes", "users"):
+    for table in (
+        "sessions",
+        "known_devices",
+        "device_notices",
+        "address_changes",
+        "totp_factors",
+        "recovery_codes",
+        "oauth_grants",
+        "oauth_consents",
+        "users",
+    ):
         column = "id" if table == "users" else "user_id"
         rows = yield Q(f"SELECT COUNT(*) AS n FROM {table} WHERE {column} = :u", {"u": user_id})
         total += int(rows[0]["n"])
@@ -32,7 +50,7 @@ def settle(client: TestClient) -> None:
 
 
 def test_notice_change_export_and_delete_on_each_backend(
-    make_client: ClientFactory, transport: RecordingTransport, database_url: str
+    make_client: ClientFactory, transport: RecordingTransport, clock: FakeClock, database_url: str
 ) -> None:
     with make_client(database_url=database_url) as client:
         user_id = sign_in(client, transport, ADA)["user"]["id"]
@@ -58,8 +76,11 @@ def test_notice_change_export_and_delete_on_each_backend(
         done = post_form(client, "/account/email/confirm", {"code": code}, token=csrf_of(page))
         assert done.status_code == 303
         assert client.get("/api/session").json()["user"]["email"] == NEW
+        factor_and_app(client, transport, clock)
         export = client.get("/api/account/export").json()
         assert export["account"]["email"] == NEW and len(export["address_changes"]) == 1
+        assert [f["name"] for f in export["factors"]] == ["an authenticator app"]
+        assert len(export["recovery_codes"]) == 10 and len(export["app_sign_ins"]) == 1
         assert run_on(database_url, count_rows(user_id)) > 0
         assert client.request("DELETE", "/api/account", json={"confirm": NEW}).status_code == 204
         assert run_on(database_url, count_rows(user_id)) == 0
