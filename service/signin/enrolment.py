@@ -100,4 +100,8 @@ class EnrolStep:
         log.info(
             "login.succeeded how=enrol user=%s session=%s", done.user_id[:8], done.session_id[:8]
         )
-        return Enrolled(self.access.authenticated(done, refresh), confirmed.recovery_codes)
+        auth = self.access.authenticated(done, refresh)
+        # A session opened by enrolment is a sign-in like any other for new-device notices.
+        if self.steps.notices is not None:
+            await self.steps.notices.session_opened(auth, ip=ip, user_agent=user_agent)
+        return Enrolled(auth, confirmed.recovery_codes)

@@ -11,8 +11,9 @@ from typing import Any
 from starlette.testclient import TestClient
 
 from service.web.state import app_state_of
-from tests.api.test_factors import code_now, enrol
+from tests.api.test_factors import code_now, enrol, first_step
 from tests.conftest import (
+    ClientFactory,
     FakeClock,
     RecordingTransport,
     mail_code,
@@ -185,6 +186,21 @@ def test_delete_needs_the_typed_address(client: TestClient, transport: Recording
         response = client.request("DELETE", "/api/account", json=body)
         assert response.status_code == 400
     assert client.get("/api/session").status_code == 200
+
+
+def test_a_sign_in_completed_by_enrolment_records_its_device(
+    make_client: ClientFactory, transport: RecordingTransport, clock: FakeClock
+) -> None:
+    with make_client(REQUIRE_SECOND_FACTOR="all") as client:
+        assert first_step(client, transport, EMAIL).json()["next_step"] == "enrol_second_factor"
+        secret = client.post("/api/second-factor/enrol", json={}).json()["secret"]
+        done = client.post(
+            "/api/second-factor/enrol/confirm", json={"code": code_now(secret, clock)}
+        )
+        assert done.status_code == 200, done.text
+        user_id = client.get("/api/session").json()["user"]["id"]
+        # Where it signed in is known, so a later sign-in elsewhere gets its notice.
+        assert len(rows(client, "SELECT * FROM known_devices WHERE user_id = ?", user_id)) == 1
 
 
 # Tables that hold nothing of a person: the schema's versions and the registered apps.
