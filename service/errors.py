@@ -10,9 +10,11 @@ class ErrorCode(StrEnum):
     INVALID_REQUEST = "invalid_request"
     INVALID_CODE = "invalid_code"
     INVALID_LINK = "invalid_link"
+    INVALID_PASSKEY = "invalid_passkey"
     UNAUTHENTICATED = "unauthenticated"
     FORBIDDEN_ORIGIN = "forbidden_origin"
     CSRF = "csrf"
+    STEP_UP_REQUIRED = "step_up_required"
     NOT_FOUND = "not_found"
     METHOD_NOT_ALLOWED = "method_not_allowed"
     FLOW_USED = "flow_used"
@@ -160,6 +162,24 @@ class TooLargeError(ServiceError):
     code = ErrorCode.TOO_LARGE
     status = 413
     message = "The request body is too large."
+
+
+class InvalidPasskeyError(ServiceError):
+    """A passkey answer that was refused: whatever the cause (unknown or removed credential,
+    another origin or RP id, a used or unknown challenge, a bad signature, a sign count that
+    went back) the caller is told the same, and the log says which."""
+
+    code = ErrorCode.INVALID_PASSKEY
+    status = 400
+    message = "This passkey was not accepted. Please try again."
+
+
+class StepUpRequiredError(ServiceError):
+    """The change asks for a recent sign-in (docs/design.md §11, step-up)."""
+
+    code = ErrorCode.STEP_UP_REQUIRED
+    status = 403
+    message = "For your safety, sign in again before changing how you sign in."
 
 
 class UnsupportedMediaTypeError(ServiceError):

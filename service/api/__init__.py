@@ -9,7 +9,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from service.api import flows, forward, health, sessions, steps, wellknown
+from service.api import flows, forward, health, passkeys, sessions, steps, wellknown
 from service.api.common import json_error
 from service.errors import ServiceError
 from service.web.surface import Surface
@@ -30,5 +30,6 @@ routes: list[Route] = [
     *flows.routes,
     *sessions.routes,
     *steps.routes,
+    *passkeys.routes,
     *health.routes,
 ]

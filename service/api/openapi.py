@@ -19,7 +19,7 @@ from service.web.cookies import signin_cookie_name
 _ERRORS = {
     400: "Bad request",
     401: "Not signed in",
-    403: "Forbidden origin",
+    403: "Forbidden origin (or, for passkey changes, step_up_required)",
     404: "Not found",
     409: "Already used",
     410: "Expired or dead",
@@ -161,6 +161,7 @@ def _paths() -> dict[str, Any]:
                 body=_body("SecondFactorRequest"),
             )
         },
+        **_passkey_paths(first_step),
         "/api/refresh": {
             # No body: the refresh cookie is the whole request (an empty JSON object is also
             # accepted). Clients send none, so none is described.
@@ -251,6 +252,82 @@ def _paths() -> dict[str, Any]:
                 },
                 security=NONE,
             )
+        },
+    }
+
+
+def _passkey_paths(first_step: dict[str, Any]) -> dict[str, Any]:
+    """Passkeys (docs/design.md §12): options for `navigator.credentials`, and its answers."""
+    path = [{"name": "passkey_id", "in": "path", "required": True, "schema": STR}]
+    return {
+        "/api/passkeys/login/options": {
+            "post": _op(
+                "passkeyLoginOptions",
+                "Request options: discoverable credentials, or (latch_signin cookie) the "
+                "pending sign-in's own",
+                {
+                    "200": _json(ref("PasskeyRequestOptions"), "Options"),
+                    **_errors(*_POST_ERRORS, 404, 409, 410),
+                },
+                security=[{}, {"signinCookie": []}],
+            )
+        },
+        "/api/passkeys/login": {
+            "post": _op(
+                "passkeyLogin",
+                "Sign in with a passkey (a first step, or the pending sign-in's second)",
+                {"200": first_step, **_errors(*_POST_ERRORS, 404, 409, 410)},
+                security=[{}, {"signinCookie": []}],
+                body=_body("PasskeyLoginRequest"),
+            )
+        },
+        "/api/passkeys/register/options": {
+            "post": _op(
+                "passkeyRegistrationOptions",
+                "Creation options for adding a passkey (needs a recent sign-in)",
+                {
+                    "200": _json(ref("PasskeyCreationOptions"), "Options"),
+                    **_errors(*_POST_ERRORS, 401, 404),
+                },
+                security=SIGNED_IN,
+            )
+        },
+        "/api/passkeys/register": {
+            "post": _op(
+                "registerPasskey",
+                "Add a passkey (needs a recent sign-in)",
+                {
+                    "201": _json(ref("Passkey"), "Added"),
+                    **_errors(*_POST_ERRORS, 401, 404),
+                },
+                security=SIGNED_IN,
+                body=_body("PasskeyRegisterRequest"),
+            )
+        },
+        "/api/passkeys": {
+            "get": _op(
+                "listPasskeys",
+                "The person's passkeys",
+                {"200": _json(ref("PasskeyList"), "Passkeys"), **_errors(401, 503)},
+                security=SIGNED_IN,
+            )
+        },
+        "/api/passkeys/{passkey_id}": {
+            "patch": _op(
+                "renamePasskey",
+                "Rename one of the person's passkeys",
+                {"204": {"description": "Renamed"}, **_errors(*_POST_ERRORS, 401, 404)},
+                security=SIGNED_IN,
+                body=_body("PasskeyRenameRequest"),
+                parameters=path,
+            ),
+            "delete": _op(
+                "removePasskey",
+                "Remove one of the person's passkeys (it stops working at once)",
+                {"204": {"description": "Removed"}, **_errors(401, 403, 404, 503)},
+                security=SIGNED_IN,
+                parameters=path,
+            ),
         },
     }
 

@@ -50,6 +50,25 @@ SCHEMAS: dict[str, Any] = {
     "LogoutRequest": _object(
         [], all={"type": "boolean", "description": "Revoke every session of the person."}
     ),
+    "PasskeyRegisterRequest": _object(
+        ["credential"],
+        credential=ref("WebAuthnCredential"),
+        name={"type": "string", "description": "Else the name suggested from the device."},
+    ),
+    "PasskeyLoginRequest": _object(
+        ["credential"],
+        credential=ref("WebAuthnCredential"),
+        next={"type": "string", "description": "Where to go once signed in (a safe URL)."},
+    ),
+    "PasskeyRenameRequest": _object(["name"], name={"type": "string", "maxLength": 2000}),
+    "WebAuthnCredential": {
+        "type": "object",
+        "description": "A PublicKeyCredential in WebAuthn's JSON form (the browser's "
+        "`credential.toJSON()`: base64url for bytes).",
+        "required": ["id", "response"],
+        "properties": {"id": STR, "rawId": STR, "type": STR, "response": {"type": "object"}},
+        "additionalProperties": True,
+    },
     # --- answers --------------------------------------------------------------------------
     "LatchError": _object(
         ["error"],
@@ -85,6 +104,31 @@ SCHEMAS: dict[str, Any] = {
         current=BOOL,
     ),
     "SessionList": _object(["sessions"], sessions={"type": "array", "items": ref("Session")}),
+    "PasskeyCreationOptions": _object(
+        ["publicKey", "suggested_name"],
+        publicKey={
+            "type": "object",
+            "description": "PublicKeyCredentialCreationOptionsJSON, for "
+            "`PublicKeyCredential.parseCreationOptionsFromJSON`",
+        },
+        suggested_name=STR,
+    ),
+    "PasskeyRequestOptions": _object(
+        ["publicKey"],
+        publicKey={
+            "type": "object",
+            "description": "PublicKeyCredentialRequestOptionsJSON, for "
+            "`PublicKeyCredential.parseRequestOptionsFromJSON`",
+        },
+    ),
+    "Passkey": _object(
+        ["id", "name", "created_at", "last_used_at"],
+        id=STR,
+        name=STR,
+        created_at=INT,
+        last_used_at={"type": ["integer", "null"]},
+    ),
+    "PasskeyList": _object(["passkeys"], passkeys={"type": "array", "items": ref("Passkey")}),
     "Jwk": {
         "type": "object",
         "required": ["kty"],

@@ -13,8 +13,11 @@ from service.delivery.mail import Mailer
 from service.settings import Settings
 from service.signin.access import AccessTokens
 from service.signin.bindings import Bindings
+from service.signin.ceremonies import RelyingParty
 from service.signin.flows import Login
 from service.signin.links import LinkCodec
+from service.signin.passkey_step import PasskeyFactor
+from service.signin.passkeys import Passkeys
 from service.signin.refresh import Refresher
 from service.signin.steps import SecondFactor, SecondFactors, SecondStep
 from service.signin.view import CodePage
@@ -29,6 +32,7 @@ class Signin:
     refresher: Refresher
     steps: SecondStep
     factors: SecondFactors
+    passkeys: Passkeys
     code_page: CodePage
     bindings: Bindings
     access: AccessTokens
@@ -48,7 +52,11 @@ def build_signin(
     keys = Keys.from_secret(settings.secret_key)
     bindings = Bindings(keys, settings.signin.code_ttl)
     access = AccessTokens(settings, keyring)
-    factors = SecondFactors(second_factors)
+    # Passkeys answer second steps beside the factors passed in (when they are on at all).
+    passkey_factor = PasskeyFactor(RelyingParty(settings, database, clock), database)
+    built_in = [passkey_factor] if settings.passkeys_enabled else []
+    factors = SecondFactors([*built_in, *second_factors])
+    steps = SecondStep(settings, database, factors, bindings=bindings, access=access, clock=clock)
     login = Login(
         settings,
         database,
@@ -63,10 +71,17 @@ def build_signin(
     return Signin(
         login=login,
         refresher=Refresher(settings, database, access, clock),
-        steps=SecondStep(
-            settings, database, factors, bindings=bindings, access=access, clock=clock
-        ),
+        steps=steps,
         factors=factors,
+        passkeys=Passkeys(
+            settings,
+            database,
+            clock,
+            bindings=bindings,
+            access=access,
+            steps=steps,
+            factor=passkey_factor,
+        ),
         code_page=CodePage(settings, database, clock),
         bindings=bindings,
         access=access,

@@ -13,6 +13,7 @@ from service.delivery.mail import Mailer
 from service.settings import Settings
 from service.signin.bindings import Bindings
 from service.signin.flows import Login
+from service.signin.passkeys import Passkeys
 from service.signin.refresh import Refresher
 from service.signin.sessions import Sessions
 from service.signin.steps import SecondFactors, SecondStep
@@ -33,6 +34,7 @@ class AppState:
     refresher: Refresher
     steps: SecondStep
     factors: SecondFactors
+    passkeys: Passkeys
     code_page: CodePage
     bindings: Bindings
     sessions: Sessions

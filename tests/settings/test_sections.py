@@ -16,6 +16,7 @@ from service.settings import (
     DkimSettings,
     LimitSettings,
     MailSettings,
+    PasskeySettings,
     RuntimeSettings,
     SessionSettings,
     Settings,
@@ -38,6 +39,7 @@ SECTIONS: tuple[type[Any], ...] = (
     WebSettings,
     BrandSettings,
     RuntimeSettings,
+    PasskeySettings,
 )
 
 

@@ -1,0 +1,230 @@
+"""Passkey answers that must be refused (docs/design.md §12): replayed, for another challenge
+or ceremony, past five minutes, from another origin or for another RP id, with a sign count
+that goes back, or of a removed passkey; and adding one without a recent sign-in.
+
+Every refusal is the same 400 `invalid_passkey`; the log says which it was. The authenticator
+signs for real (tests/support/webauthn.py), so each refusal is the server's own check.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from collections.abc import Iterator
+
+import httpx2
+import pytest
+from starlette.testclient import TestClient
+
+from service import store
+from tests.conftest import FakeClock, RecordingTransport, SettingsFactory, mail_code, start
+from tests.support.passkeys import ORIGIN, PasskeyRig, passkey_rig
+from tests.support.webauthn import SoftAuthenticator, b64url
+
+EMAIL = "ola@example.com"
+
+
+@pytest.fixture
+def rig(
+    make_settings: SettingsFactory, clock: FakeClock, transport: RecordingTransport
+) -> Iterator[PasskeyRig]:
+    with passkey_rig(make_settings(PUBLIC_URL=ORIGIN), clock, transport) as r:
+        yield r
+
+
+@pytest.fixture
+def auth(rig: PasskeyRig) -> SoftAuthenticator:
+    """A passkey of EMAIL's, added after an email sign-in; the browser then signed out."""
+    rig.sign_in_by_mail(EMAIL)
+    authenticator = SoftAuthenticator()
+    assert rig.add_passkey(authenticator).status_code == 201
+    rig.client.cookies.clear()
+    return authenticator
+
+
+def assert_refused(
+    response: httpx2.Response, caplog: pytest.LogCaptureFixture, reason: str
+) -> None:
+    assert response.status_code == 400, response.text
+    assert response.json()["error"]["code"] == "invalid_passkey"
+    assert f"reason={reason}" in caplog.text
+    caplog.clear()
+
+
+def signed_out(client: TestClient) -> bool:
+    return "latch_session" not in client.cookies
+
+
+def test_a_replayed_assertion_is_refused(
+    rig: PasskeyRig, auth: SoftAuthenticator, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    assertion = auth.get(rig.login_options(rig.client), origin=ORIGIN)
+    assert rig.login(rig.client, assertion).status_code == 200
+    rig.client.cookies.clear()
+    assert_refused(rig.login(rig.client, assertion), caplog, "unknown-used-or-expired-challenge")
+    assert signed_out(rig.client)
+
+
+def test_an_assertion_for_a_challenge_never_handed_out_is_refused(
+    rig: PasskeyRig, auth: SoftAuthenticator, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    options = rig.login_options(rig.client)
+    made_up = {**options, "challenge": b64url(secrets.token_bytes(32))}
+    response = rig.login(rig.client, auth.get(made_up, origin=ORIGIN))
+    assert_refused(response, caplog, "unknown-used-or-expired-challenge")
+    # The real challenge is still there, and still works: the made-up one consumed nothing.
+    assert rig.login(rig.client, auth.get(options, origin=ORIGIN)).status_code == 200
+
+
+def test_an_assertion_for_a_registration_challenge_is_refused(
+    rig: PasskeyRig, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    rig.sign_in_by_mail(EMAIL)
+    auth = SoftAuthenticator()
+    assert rig.add_passkey(auth).status_code == 201
+    creation = rig.client.post("/api/passkeys/register/options", json={}).json()["publicKey"]
+    request = {"challenge": creation["challenge"], "rpId": "localhost"}
+    response = rig.login(rig.client, auth.get(request, origin=ORIGIN))
+    assert_refused(response, caplog, "challenge-of-another-ceremony")
+
+
+def test_a_challenge_older_than_five_minutes_is_refused(
+    rig: PasskeyRig, auth: SoftAuthenticator, clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    options = rig.login_options(rig.client)
+    clock.advance(301)
+    response = rig.login(rig.client, auth.get(options, origin=ORIGIN))
+    assert_refused(response, caplog, "unknown-used-or-expired-challenge")
+
+
+def test_challenges_nobody_answered_are_purged_after_five_minutes(
+    rig: PasskeyRig, clock: FakeClock
+) -> None:
+    for _ in range(3):
+        rig.login_options(rig.client)
+    assert rig.run(store.purge(int(clock()), 86400))["webauthn_challenges"] == 0
+    clock.advance(301)
+    assert rig.run(store.purge(int(clock()), 86400))["webauthn_challenges"] == 3
+
+
+@pytest.mark.parametrize(
+    ("where", "reason"),
+    [
+        ({"origin": "https://evil.example.com"}, "assertion-InvalidAuthenticationResponse"),
+        ({"origin": "http://localhost:8001"}, "assertion-InvalidAuthenticationResponse"),
+        ({"rp_id": "evil.example.com"}, "assertion-InvalidAuthenticationResponse"),
+    ],
+)
+def test_another_origin_or_rp_id_is_refused(
+    rig: PasskeyRig,
+    auth: SoftAuthenticator,
+    caplog: pytest.LogCaptureFixture,
+    where: dict[str, str],
+    reason: str,
+) -> None:
+    caplog.set_level(logging.INFO)
+    options = rig.login_options(rig.client)
+    assertion = auth.get(options, origin=where.get("origin", ORIGIN), rp_id=where.get("rp_id"))
+    assert_refused(rig.login(rig.client, assertion), caplog, reason)
+    assert signed_out(rig.client)
+
+
+def test_registering_from_another_origin_is_refused(
+    rig: PasskeyRig, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    rig.sign_in_by_mail(EMAIL)
+    options = rig.client.post("/api/passkeys/register/options", json={}).json()["publicKey"]
+    credential = SoftAuthenticator().create(options, origin="https://evil.example.com")
+    response = rig.client.post("/api/passkeys/register", json={"credential": credential})
+    assert_refused(response, caplog, "registration-InvalidRegistrationResponse")
+    assert rig.client.get("/api/passkeys").json() == {"passkeys": []}
+
+
+def test_a_sign_count_going_back_is_refused_and_logged_as_a_possible_clone(
+    rig: PasskeyRig, auth: SoftAuthenticator, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    assert rig.passkey_login(auth, rig.client, sign_count=7).status_code == 200
+    rig.client.cookies.clear()
+    for count in (7, 3):  # the same count again is no step forward either
+        response = rig.passkey_login(auth, rig.client, sign_count=count)
+        clone = [r for r in caplog.records if "passkey.clone_suspected" in r.getMessage()]
+        assert clone and clone[0].levelno == logging.WARNING
+        assert_refused(response, caplog, "sign-count-went-back")
+        assert signed_out(rig.client)
+    assert rig.passkey_login(auth, rig.client, sign_count=8).status_code == 200
+
+
+def test_authenticators_without_a_counter_keep_sending_zero(rig: PasskeyRig) -> None:
+    rig.sign_in_by_mail(EMAIL)
+    auth = SoftAuthenticator()
+    assert rig.add_passkey(auth).status_code == 201
+    for _ in range(2):  # synced passkeys send 0 every time: that is no regression
+        rig.client.cookies.clear()
+        assert rig.passkey_login(auth, rig.client, sign_count=0).status_code == 200
+
+
+def test_a_removed_passkey_is_refused_at_once(
+    rig: PasskeyRig, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    rig.sign_in_by_mail(EMAIL)
+    auth = SoftAuthenticator()
+    passkey_id = rig.add_passkey(auth).json()["id"]
+    options = rig.login_options(rig.client)  # handed out while the passkey still existed
+    assert rig.client.delete(f"/api/passkeys/{passkey_id}").status_code == 204
+    rig.client.cookies.clear()
+    response = rig.login(rig.client, auth.get(options, origin=ORIGIN))
+    assert_refused(response, caplog, "unknown-or-removed-credential")
+
+
+def test_a_passkey_of_someone_else_cannot_answer_my_second_step(
+    rig: PasskeyRig, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    rig.sign_in_by_mail("eve@example.com")
+    eves = SoftAuthenticator()
+    assert rig.add_passkey(eves).status_code == 201
+    rig.client.cookies.clear()
+    rig.sign_in_by_mail(EMAIL)
+    assert rig.add_passkey(SoftAuthenticator()).status_code == 201
+    rig.client.cookies.clear()
+    flow = start(rig.client, EMAIL)
+    code = mail_code(rig.transport.wait_for(EMAIL, index=1))
+    rig.client.post("/api/verify", json={"flow_id": flow["flow_id"], "code": code})
+    options = rig.login_options(rig.client)
+    response = rig.login(rig.client, eves.get(options, origin=ORIGIN))
+    assert response.status_code == 400 and response.json()["error"]["code"] == "invalid_code"
+    assert "reason=credential-of-another-user" in caplog.text
+    assert signed_out(rig.client)
+
+
+def test_adding_a_passkey_needs_a_recent_sign_in(rig: PasskeyRig, clock: FakeClock) -> None:
+    rig.sign_in_by_mail(EMAIL)
+    options = rig.client.post("/api/passkeys/register/options", json={})
+    assert options.status_code == 200
+    clock.advance(601)
+    assert rig.client.post("/api/refresh", json={}).status_code == 200  # still signed in
+    later = rig.client.post("/api/passkeys/register/options", json={})
+    assert later.status_code == 403 and later.json()["error"]["code"] == "step_up_required"
+    credential = SoftAuthenticator().create(options.json()["publicKey"], origin=ORIGIN)
+    answer = rig.client.post("/api/passkeys/register", json={"credential": credential})
+    assert answer.status_code == 403
+
+
+def test_a_malformed_credential_is_a_clear_400(rig: PasskeyRig) -> None:
+    for body in (
+        {},
+        {"credential": "x"},
+        {"credential": {"response": {"clientDataJSON": "!!"}}},
+        {"credential": {"id": 5, "response": {"clientDataJSON": b64url(b"{}")}}},
+        {"credential": {"response": {"clientDataJSON": b64url(b'{"challenge": 3}')}}},
+    ):
+        response = rig.client.post("/api/passkeys/login", json=body)
+        assert response.status_code == 400, (body, response.text)
+        assert response.json()["error"]["code"] in ("invalid_request", "invalid_passkey")
