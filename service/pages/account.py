@@ -1,4 +1,4 @@
-"""The account page (who you are, where you are signed in) and signing out."""
+"""The account page (who you are, where you are signed in, your passkeys) and signing out."""
 
 from __future__ import annotations
 
@@ -9,15 +9,23 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from service.device import device_name
-from service.errors import UnauthenticatedError
+from service.errors import ServiceError, UnauthenticatedError
 from service.pages.render import redirect, render
+from service.signin.passkeys import suggested_name
+from service.signin.sessions import Identity
 from service.web import csrf
 from service.web.cookies import clear_session_cookies
-from service.web.identity import current_identity
+from service.web.identity import client, current_identity
 from service.web.state import app_state
 
 ACCOUNT_LOGIN = "/login?next=/account"
 ACCOUNT_REFRESH = "/refresh?next=/account"
+NOTICES = {
+    "revoked": "That session has been signed out.",
+    "added": "Your passkey has been added.",
+    "renamed": "Your passkey has been renamed.",
+    "removed": "Your passkey has been removed: it no longer signs you in.",
+}
 
 
 def _ago(then: int, now: int) -> str:
@@ -39,9 +47,8 @@ def _moment(then: int, now: int) -> dict[str, str]:
 
 
 async def account_page(request: Request) -> Response:
-    """GET /account: who you are and where you are signed in."""
-    state = app_state(request)
-    settings, sessions = state.settings, state.sessions
+    """GET /account: who you are, where you are signed in, and your passkeys."""
+    settings = app_state(request).settings
     try:
         identity = await current_identity(request)
     except UnauthenticatedError:
@@ -49,7 +56,22 @@ async def account_page(request: Request) -> Response:
         # in, so it goes through /refresh (which sends it on to sign-in if that fails).
         has_refresh = bool(request.cookies.get(settings.refresh_cookie))
         return redirect(ACCOUNT_REFRESH if has_refresh else ACCOUNT_LOGIN)
-    now = int(app_state(request).clock())
+    notice = NOTICES.get(
+        request.query_params.get("revoked") and "revoked" or request.query_params.get("passkey", "")
+    )
+    return await account_view(request, identity, notice=notice)
+
+
+async def account_view(
+    request: Request,
+    identity: Identity,
+    *,
+    notice: str | None = None,
+    error: ServiceError | None = None,
+) -> Response:
+    """The account page for a signed-in person (with an error of a form that failed)."""
+    state = app_state(request)
+    now = int(state.clock())
     rows = [
         {
             "id": s["id"],
@@ -59,11 +81,30 @@ async def account_page(request: Request) -> Response:
             "last_used": _moment(s["last_used_at"] or s["created_at"], now),
             "current": s["current"],
         }
-        for s in await sessions.list(identity)
+        for s in await state.sessions.list(identity)
     ]
     rows.sort(key=lambda r: not r["current"])
-    notice = "That session has been signed out." if request.query_params.get("revoked") else None
-    return render(request, "account.html", email=identity.email, sessions=rows, notice=notice)
+    passkeys = [
+        {
+            "id": p.id,
+            "name": p.name,
+            "created": _moment(p.created_at, now),
+            "last_used": _moment(p.last_used_at, now) if p.last_used_at else None,
+        }
+        for p in await state.passkeys.list(identity)
+    ]
+    return render(
+        request,
+        "account.html",
+        status=error.status if error else 200,
+        email=identity.email,
+        sessions=rows,
+        notice=notice,
+        error=error.message if error else None,
+        passkey_list=passkeys,
+        recent=await state.passkeys.recent(identity),
+        suggested=suggested_name(client(request)[1]),
+    )
 
 
 async def revoke_submit(request: Request) -> Response:

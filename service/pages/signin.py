@@ -25,7 +25,7 @@ from service.errors import (
     ServiceError,
     UnauthenticatedError,
 )
-from service.pages import account, brand, second_factor
+from service.pages import account, brand, passkeys, second_factor
 from service.pages.render import STATIC, CachedStatic, error_page, redirect, render
 from service.settings import Settings
 from service.signin.access import Authenticated
@@ -223,6 +223,7 @@ routes: list[BaseRoute] = [
     Route("/login/link", link_page, methods=["GET"]),
     Route("/login/link", link_submit, methods=["POST"]),
     *second_factor.routes,
+    *passkeys.routes,
     *account.routes,
     Mount("/static", app=CachedStatic(StaticFiles(directory=STATIC)), name="static"),
 ]

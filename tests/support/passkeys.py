@@ -26,9 +26,11 @@ RP_ID = "localhost"
 class PasskeyRig:
     """A running Latch and helpers to drive its passkey endpoints."""
 
-    def __init__(self, app: Any, totp: TestTotp, transport: RecordingTransport) -> None:
+    def __init__(
+        self, app: Any, totp: TestTotp, transport: RecordingTransport, base_url: str = ORIGIN
+    ) -> None:
         self.app, self.totp, self.transport = app, totp, transport
-        self.client = TestClient(app, base_url=ORIGIN)
+        self.client = TestClient(app, base_url=base_url)
 
     @contextmanager
     def browser(self) -> Iterator[TestClient]:
@@ -101,11 +103,11 @@ def claims_of(client: TestClient) -> dict[str, Any]:
 
 @contextmanager
 def passkey_rig(
-    settings: Settings, clock: FakeClock, transport: RecordingTransport
+    settings: Settings, clock: FakeClock, transport: RecordingTransport, base_url: str = ORIGIN
 ) -> Iterator[PasskeyRig]:
     """A PasskeyRig whose app runs (lifespan) for the block."""
     totp = TestTotp()
     app = create_app(settings, mail_transport=transport, clock=clock, second_factors=[totp])
-    rig = PasskeyRig(app, totp, transport)
+    rig = PasskeyRig(app, totp, transport, base_url)
     with rig.client:
         yield rig

@@ -41,7 +41,8 @@ def test_every_405_lists_the_methods_of_its_route_in_allow(client: TestClient) -
             if method in methods:
                 continue
             if method == "OPTIONS" and path.startswith("/.well-known/"):
-                continue  # the public documents answer CORS preflights (tests/web/test_public_cors.py)
+                # The public documents answer CORS preflights (tests/web/test_public_cors.py).
+                continue
             response = client.request(method, _concrete(path))
             assert response.status_code == 405, (method, path, response.status_code)
             assert _allowed(response) == methods, (method, path)
