@@ -267,7 +267,7 @@ def _passkey_paths(first_step: dict[str, Any]) -> dict[str, Any]:
                 "pending sign-in's own",
                 {
                     "200": _json(ref("PasskeyRequestOptions"), "Options"),
-                    **_errors(*_POST_ERRORS, 404, 409, 410),
+                    **_errors(*_POST_ERRORS, 404, 409, 410, 429),
                 },
                 security=[{}, {"signinCookie": []}],
             )
@@ -287,7 +287,7 @@ def _passkey_paths(first_step: dict[str, Any]) -> dict[str, Any]:
                 "Creation options for adding a passkey (needs a recent sign-in)",
                 {
                     "200": _json(ref("PasskeyCreationOptions"), "Options"),
-                    **_errors(*_POST_ERRORS, 401, 404),
+                    **_errors(*_POST_ERRORS, 401, 404, 429),
                 },
                 security=SIGNED_IN,
             )

@@ -63,8 +63,8 @@ async def register_options(request: Request) -> Response:
     state = app_state(request)
     await read_json(request, state.settings)
     identity = await current_identity(request)
-    options = await state.passkeys.registration_options(identity)
-    _, ua = client(request)
+    ip, ua = client(request)
+    options = await state.passkeys.registration_options(identity, ip)
     return JSONResponse({"publicKey": options, "suggested_name": suggested_name(ua)})
 
 
@@ -87,7 +87,8 @@ async def login_options(request: Request) -> Response:
     state = app_state(request)
     await read_json(request, state.settings)
     cookie = request.cookies.get(signin_cookie_name(state.settings))
-    return JSONResponse({"publicKey": await state.passkeys.login_options(cookie)})
+    ip, _ = client(request)
+    return JSONResponse({"publicKey": await state.passkeys.login_options(cookie, ip)})
 
 
 async def login(request: Request) -> Response:

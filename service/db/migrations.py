@@ -136,10 +136,12 @@ MIGRATIONS: tuple[tuple[int, str, tuple[str, ...]], ...] = (
                 purpose TEXT NOT NULL,
                 user_id TEXT,
                 signin_id TEXT,
+                ip TEXT NOT NULL,
                 created_at BIGINT NOT NULL,
                 expires_at BIGINT NOT NULL
             )""",
             "CREATE INDEX webauthn_challenges_expires ON webauthn_challenges (expires_at)",
+            "CREATE INDEX webauthn_challenges_ip ON webauthn_challenges (ip, created_at)",
         ),
     ),
 )

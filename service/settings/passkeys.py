@@ -14,7 +14,7 @@ import ipaddress
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from service.settings.fields import env, lower, origins
+from service.settings.fields import env, lower, origins, whole
 
 PASSKEY_MODES = ("auto", "on", "off")
 
@@ -38,6 +38,8 @@ class PasskeySettings:
     # Origins besides PUBLIC_URL's whose pages may run the ceremonies (a single-page app on
     # another subdomain of the RP id).
     extra_origins: tuple[str, ...] = env("WEBAUTHN_ORIGINS", origins, ())
+    # Unanswered challenges one client IP may hold at once (each is a stored row); 0: no limit.
+    challenges_per_ip: int = env("LIMIT_PASSKEY_CHALLENGES", whole, 60)
 
     def rp_id_for(self, public_url: str) -> str:
         """The relying-party id: WEBAUTHN_RP_ID, else PUBLIC_URL's host."""

@@ -41,7 +41,7 @@ from webauthn.registration.verify_registration_response import VerifiedRegistrat
 
 from service import store
 from service.db import Database, Row
-from service.errors import InvalidPasskeyError
+from service.errors import InvalidPasskeyError, RateLimitedError
 from service.settings import Settings
 
 log = logging.getLogger("latch.passkeys")
@@ -109,6 +109,7 @@ class RelyingParty:
         self.rp_id = settings.webauthn_rp_id
         self.rp_name = settings.brand.app_name
         self.origins = list(settings.webauthn_origins)
+        self.max_per_ip = settings.passkeys.challenges_per_ip
         self.db = database
         self.clock = clock
 
@@ -116,19 +117,29 @@ class RelyingParty:
         return int(self.clock())
 
     async def _new_challenge(
-        self, purpose: Purpose, *, user_id: str | None = None, signin_id: str | None = None
+        self,
+        purpose: Purpose,
+        *,
+        ip: str,
+        user_id: str | None = None,
+        signin_id: str | None = None,
     ) -> bytes:
         value = secrets.token_bytes(32)
-        await self.db.run(
+        stored = await self.db.run(
             store.add_challenge(
                 hashlib.sha256(value).hexdigest(),
                 purpose,
                 user_id=user_id,
                 signin_id=signin_id,
+                ip=ip,
+                max_per_ip=self.max_per_ip,
                 now=self._now(),
                 ttl=CHALLENGE_TTL,
             )
         )
+        if not stored:
+            log.info("limit.hit what=passkey-challenges")
+            raise RateLimitedError(CHALLENGE_TTL)
         return value
 
     async def peek_purpose(self, credential: dict[str, Any]) -> Purpose | None:
@@ -151,11 +162,11 @@ class RelyingParty:
         return Challenge(value, Purpose(row["purpose"]), row["user_id"], row["signin_id"])
 
     async def registration_options(
-        self, *, user_id: str, email: str, existing: list[Row]
+        self, *, user_id: str, email: str, existing: list[Row], ip: str
     ) -> dict[str, Any]:
         """Creation options for the signed-in person (discoverable credential preferred, user
         verification preferred, attestation none, their passkeys excluded)."""
-        challenge = await self._new_challenge(Purpose.REGISTER, user_id=user_id)
+        challenge = await self._new_challenge(Purpose.REGISTER, ip=ip, user_id=user_id)
         options = generate_registration_options(
             rp_id=self.rp_id,
             rp_name=self.rp_name,
@@ -181,13 +192,14 @@ class RelyingParty:
         self,
         purpose: Purpose,
         *,
+        ip: str,
         user_id: str | None = None,
         signin_id: str | None = None,
         allowed: list[Row] | None = None,
     ) -> dict[str, Any]:
         """Request options: no allowCredentials for a first step (discoverable credentials),
         the user's own for a second step."""
-        challenge = await self._new_challenge(purpose, user_id=user_id, signin_id=signin_id)
+        challenge = await self._new_challenge(purpose, ip=ip, user_id=user_id, signin_id=signin_id)
         options = generate_authentication_options(
             rp_id=self.rp_id,
             challenge=challenge,

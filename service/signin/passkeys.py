@@ -132,13 +132,13 @@ class Passkeys:
         rows = await self.db.run(store.list_passkeys(identity.user_id), write=False)
         return [PasskeyView.of(row) for row in rows]
 
-    async def registration_options(self, identity: Identity) -> dict[str, Any]:
+    async def registration_options(self, identity: Identity, ip: str) -> dict[str, Any]:
         """Creation options for adding a passkey (needs a recent sign-in)."""
         self._require_enabled()
         await self._require_recent(identity)
         existing = await self.db.run(store.list_passkeys(identity.user_id), write=False)
         return await self.rp.registration_options(
-            user_id=identity.user_id, email=identity.email, existing=existing
+            user_id=identity.user_id, email=identity.email, existing=existing, ip=ip
         )
 
     async def register(
@@ -183,7 +183,7 @@ class Passkeys:
 
     # --- signing in -------------------------------------------------------------------------
 
-    async def login_options(self, signin_cookie: str | None) -> dict[str, Any]:
+    async def login_options(self, signin_cookie: str | None, ip: str) -> dict[str, Any]:
         """Request options: for this browser's pending sign-in when it has one that a passkey
         can answer (that user's credentials), else for a first step (discoverable)."""
         self._require_enabled()
@@ -196,9 +196,9 @@ class Passkeys:
             if step is not None and store.PASSKEY in step.methods:
                 allowed = await self.db.run(store.list_passkeys(step.user_id), write=False)
                 return await self.rp.authentication_options(
-                    Purpose.STEP, user_id=step.user_id, signin_id=step.id, allowed=allowed
+                    Purpose.STEP, ip=ip, user_id=step.user_id, signin_id=step.id, allowed=allowed
                 )
-        return await self.rp.authentication_options(Purpose.LOGIN)
+        return await self.rp.authentication_options(Purpose.LOGIN, ip=ip)
 
     async def login(
         self,

@@ -60,15 +60,46 @@ class PasskeyUse:
 # --- challenges ------------------------------------------------------------------------------
 
 
+@replayable
 def add_challenge(
-    key: str, purpose: str, *, user_id: str | None, signin_id: str | None, now: int, ttl: int
-) -> UseCase[None]:
-    """Remember a challenge handed out (by its hash) for `purpose`."""
+    key: str,
+    purpose: str,
+    *,
+    user_id: str | None,
+    signin_id: str | None,
+    ip: str,
+    max_per_ip: int,
+    now: int,
+    ttl: int,
+) -> UseCase[bool]:
+    """Remember a challenge handed out (by its hash) for `purpose`; False (nothing stored)
+    when this client IP already holds `max_per_ip` unanswered ones (0: no limit).
+
+    Anyone may ask for sign-in options, and each stores a row until it is answered or
+    purged: the limit keeps one client from filling the table. Answered challenges are
+    deleted, so a person signing in again and again is never held up by their own.
+    """
+    if max_per_ip:
+        rows = yield Q(
+            "SELECT COUNT(*) AS n FROM webauthn_challenges WHERE ip = :ip AND expires_at > :now",
+            {"ip": ip, "now": now},
+        )
+        if rows[0]["n"] >= max_per_ip:
+            return False
     yield Q(
-        "INSERT INTO webauthn_challenges (id, purpose, user_id, signin_id, created_at,"
-        " expires_at) VALUES (:id, :p, :uid, :sid, :now, :exp)",
-        {"id": key, "p": purpose, "uid": user_id, "sid": signin_id, "now": now, "exp": now + ttl},
+        "INSERT INTO webauthn_challenges (id, purpose, user_id, signin_id, ip, created_at,"
+        " expires_at) VALUES (:id, :p, :uid, :sid, :ip, :now, :exp)",
+        {
+            "id": key,
+            "p": purpose,
+            "uid": user_id,
+            "sid": signin_id,
+            "ip": ip,
+            "now": now,
+            "exp": now + ttl,
+        },
     )
+    return True
 
 
 @replayable

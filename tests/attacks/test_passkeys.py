@@ -228,3 +228,24 @@ def test_a_malformed_credential_is_a_clear_400(rig: PasskeyRig) -> None:
         response = rig.client.post("/api/passkeys/login", json=body)
         assert response.status_code == 400, (body, response.text)
         assert response.json()["error"]["code"] in ("invalid_request", "invalid_passkey")
+
+
+def test_one_client_cannot_pile_up_unanswered_challenges(
+    make_settings: SettingsFactory, clock: FakeClock, transport: RecordingTransport
+) -> None:
+    settings = make_settings(PUBLIC_URL=ORIGIN, LIMIT_PASSKEY_CHALLENGES="3")
+    with passkey_rig(settings, clock, transport) as rig:
+        rig.sign_in_by_mail(EMAIL)
+        auth = SoftAuthenticator()
+        assert rig.add_passkey(auth).status_code == 201  # its challenge was answered: freed
+        rig.client.cookies.clear()
+        held = [rig.login_options(rig.client) for _ in range(3)]
+        refused = rig.client.post("/api/passkeys/login/options", json={})
+        assert refused.status_code == 429 and int(refused.headers["Retry-After"]) >= 1
+        assert refused.json()["error"]["code"] == "rate_limited"
+        # Answering one frees its place; five minutes free them all.
+        assert rig.login(rig.client, auth.get(held[0], origin=ORIGIN)).status_code == 200
+        assert rig.client.post("/api/passkeys/login/options", json={}).status_code == 200
+        assert rig.client.post("/api/passkeys/login/options", json={}).status_code == 429
+        clock.advance(301)
+        assert rig.client.post("/api/passkeys/login/options", json={}).status_code == 200
