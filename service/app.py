@@ -67,6 +67,13 @@ def create_app(
     replaces the built-in one (tests bring their own).
     """
     database = database or open_database(settings.storage.resolved_database_url)
+    if settings.passkeys.mode == "auto" and not settings.passkeys_enabled:
+        # Browsers refuse an IP address as a passkey's relying party (docs/design.md §12).
+        log.info(
+            "passkeys are off: PUBLIC_URL's host %s is an IP address; use a host name "
+            "(http://localhost:8000 in development) to offer them",
+            settings.webauthn_rp_id,
+        )
     if settings.development and settings.tokens.algorithm != "HS256":
         ensure_key(settings.tokens.keys_dir, settings.tokens.algorithm)
     try:
@@ -157,6 +164,7 @@ def create_app(
             refresher=signin.refresher,
             steps=signin.steps,
             factors=signin.factors,
+            passkeys=signin.passkeys,
             code_page=signin.code_page,
             bindings=signin.bindings,
             sessions=sessions,
@@ -183,7 +191,7 @@ def _cors(settings: Settings) -> list[Middleware]:
             CORSMiddleware,
             allow_origins=list(settings.web.allowed_origins),
             allow_credentials=True,
-            allow_methods=["GET", "POST", "DELETE"],
+            allow_methods=["GET", "POST", "PATCH", "DELETE"],
             allow_headers=["content-type"],
             max_age=600,
         )

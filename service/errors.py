@@ -10,6 +10,7 @@ class ErrorCode(StrEnum):
     INVALID_REQUEST = "invalid_request"
     INVALID_CODE = "invalid_code"
     INVALID_LINK = "invalid_link"
+    INVALID_PASSKEY = "invalid_passkey"
     UNAUTHENTICATED = "unauthenticated"
     FORBIDDEN_ORIGIN = "forbidden_origin"
     CSRF = "csrf"
@@ -114,9 +115,9 @@ class CsrfError(ServiceError):
 
 
 class StepUpRequiredError(ServiceError):
-    """A sensitive account action (§11: factor changes; §14: change of address, deletion)
-    without a step passed within STEP_UP_TTL. `methods` are what /api/step-up takes for this
-    person; none: sign in again (an emailed code)."""
+    """A sensitive account action (§11: factor changes, passkeys included; §14: change of
+    address, deletion) without a step passed within STEP_UP_TTL. `methods` are what
+    /api/step-up takes for this person; none: sign in again (an emailed code)."""
 
     code = ErrorCode.STEP_UP_REQUIRED
     status = 403
@@ -188,6 +189,16 @@ class TooLargeError(ServiceError):
     code = ErrorCode.TOO_LARGE
     status = 413
     message = "The request body is too large."
+
+
+class InvalidPasskeyError(ServiceError):
+    """A passkey answer that was refused: whatever the cause (unknown or removed credential,
+    another origin or RP id, a used or unknown challenge, a bad signature, a sign count that
+    went back) the caller is told the same, and the log says which."""
+
+    code = ErrorCode.INVALID_PASSKEY
+    status = 400
+    message = "This passkey was not accepted. Please try again."
 
 
 class UnsupportedMediaTypeError(ServiceError):

@@ -9,7 +9,17 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from service.api import account, factors, flows, forward, health, sessions, steps, wellknown
+from service.api import (
+    account,
+    factors,
+    flows,
+    forward,
+    health,
+    passkeys,
+    sessions,
+    steps,
+    wellknown,
+)
 from service.api.common import json_error
 from service.errors import ServiceError
 from service.web.surface import Surface
@@ -31,6 +41,7 @@ routes: list[Route] = [
     *sessions.routes,
     *steps.routes,
     *factors.routes,
+    *passkeys.routes,
     *account.routes,
     *health.routes,
 ]

@@ -46,7 +46,7 @@ async def factors_get(request: Request) -> Response:
     return JSONResponse(
         {
             "totp": {"enrolled": summary.totp_enrolled, "created_at": summary.totp_created_at},
-            "passkeys": [],
+            "passkeys": [p.to_json() for p in await state.passkeys.list(identity)],
             "recovery_codes": {"left": summary.recovery_left},
             "step_up": {
                 "recent": await factors.recent_step(identity),

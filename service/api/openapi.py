@@ -163,6 +163,7 @@ def _paths() -> dict[str, Any]:
             )
         },
         **_factor_paths(),
+        **_passkey_paths(first_step),
         "/api/refresh": {
             # No body: the refresh cookie is the whole request (an empty JSON object is also
             # accepted). Clients send none, so none is described.
@@ -361,6 +362,82 @@ def _factor_paths() -> dict[str, Any]:
                 security=signin,
                 body=_body("CodeRequest"),
             )
+        },
+    }
+
+
+def _passkey_paths(first_step: dict[str, Any]) -> dict[str, Any]:
+    """Passkeys (docs/design.md §12): options for `navigator.credentials`, and its answers."""
+    path = [{"name": "passkey_id", "in": "path", "required": True, "schema": STR}]
+    return {
+        "/api/passkeys/login/options": {
+            "post": _op(
+                "passkeyLoginOptions",
+                "Request options: discoverable credentials, or (latch_signin cookie) the "
+                "pending sign-in's own",
+                {
+                    "200": _json(ref("PasskeyRequestOptions"), "Options"),
+                    **_errors(*_POST_ERRORS, 404, 409, 410, 429),
+                },
+                security=[{}, {"signinCookie": []}],
+            )
+        },
+        "/api/passkeys/login": {
+            "post": _op(
+                "passkeyLogin",
+                "Sign in with a passkey (a first step, or the pending sign-in's second)",
+                {"200": first_step, **_errors(*_POST_ERRORS, 404, 409, 410)},
+                security=[{}, {"signinCookie": []}],
+                body=_body("PasskeyLoginRequest"),
+            )
+        },
+        "/api/passkeys/register/options": {
+            "post": _op(
+                "passkeyRegistrationOptions",
+                "Creation options for adding a passkey (needs a recent step)",
+                {
+                    "200": _json(ref("PasskeyCreationOptions"), "Options"),
+                    **_errors(*_POST_ERRORS, 401, 404, 429),
+                },
+                security=SIGNED_IN,
+            )
+        },
+        "/api/passkeys/register": {
+            "post": _op(
+                "registerPasskey",
+                "Add a passkey (needs a recent step; recovery codes when it is the first factor)",
+                {
+                    "201": _json(ref("PasskeyAdded"), "Added"),
+                    **_errors(*_POST_ERRORS, 401, 404),
+                },
+                security=SIGNED_IN,
+                body=_body("PasskeyRegisterRequest"),
+            )
+        },
+        "/api/passkeys": {
+            "get": _op(
+                "listPasskeys",
+                "The person's passkeys",
+                {"200": _json(ref("PasskeyList"), "Passkeys"), **_errors(401, 503)},
+                security=SIGNED_IN,
+            )
+        },
+        "/api/passkeys/{passkey_id}": {
+            "patch": _op(
+                "renamePasskey",
+                "Rename one of the person's passkeys",
+                {"204": {"description": "Renamed"}, **_errors(*_POST_ERRORS, 401, 404)},
+                security=SIGNED_IN,
+                body=_body("PasskeyRenameRequest"),
+                parameters=path,
+            ),
+            "delete": _op(
+                "removePasskey",
+                "Remove one of the person's passkeys (needs a recent step; it stops at once)",
+                {"204": {"description": "Removed"}, **_errors(401, 403, 404, 503)},
+                security=SIGNED_IN,
+                parameters=path,
+            ),
         },
     }
 

@@ -53,6 +53,25 @@ SCHEMAS: dict[str, Any] = {
     ),
     "CodeRequest": _object(["code"], code={"type": "string", "description": "From the app."}),
     "StepUpRequest": _object(["method", "code"], method=STR, code=STR),
+    "PasskeyRegisterRequest": _object(
+        ["credential"],
+        credential=ref("WebAuthnCredential"),
+        name={"type": "string", "description": "Else the name suggested from the device."},
+    ),
+    "PasskeyLoginRequest": _object(
+        ["credential"],
+        credential=ref("WebAuthnCredential"),
+        next={"type": "string", "description": "Where to go once signed in (a safe URL)."},
+    ),
+    "PasskeyRenameRequest": _object(["name"], name={"type": "string", "maxLength": 2000}),
+    "WebAuthnCredential": {
+        "type": "object",
+        "description": "A PublicKeyCredential in WebAuthn's JSON form (the browser's "
+        "`credential.toJSON()`: base64url for bytes).",
+        "required": ["id", "response"],
+        "properties": {"id": STR, "rawId": STR, "type": STR, "response": {"type": "object"}},
+        "additionalProperties": True,
+    },
     # --- answers --------------------------------------------------------------------------
     "DeleteAccountRequest": _object(["confirm"], confirm=STR),
     "LatchError": _object(
@@ -114,10 +133,6 @@ SCHEMAS: dict[str, Any] = {
     "StepUpStatus": _object(
         ["recent", "methods"], recent=BOOL, methods={"type": "array", "items": STR}
     ),
-    "Passkey": {
-        "type": "object",
-        "description": "Passkeys are not built yet: the list is always empty.",
-    },
     "Factors": _object(
         ["totp", "passkeys", "recovery_codes", "step_up"],
         totp=ref("TotpStatus"),
@@ -144,6 +159,43 @@ SCHEMAS: dict[str, Any] = {
         current=BOOL,
     ),
     "SessionList": _object(["sessions"], sessions={"type": "array", "items": ref("Session")}),
+    "PasskeyCreationOptions": _object(
+        ["publicKey", "suggested_name"],
+        publicKey={
+            "type": "object",
+            "description": "PublicKeyCredentialCreationOptionsJSON, for "
+            "`PublicKeyCredential.parseCreationOptionsFromJSON`",
+        },
+        suggested_name=STR,
+    ),
+    "PasskeyRequestOptions": _object(
+        ["publicKey"],
+        publicKey={
+            "type": "object",
+            "description": "PublicKeyCredentialRequestOptionsJSON, for "
+            "`PublicKeyCredential.parseRequestOptionsFromJSON`",
+        },
+    ),
+    "Passkey": _object(
+        ["id", "name", "created_at", "last_used_at"],
+        id=STR,
+        name=STR,
+        created_at=INT,
+        last_used_at={"type": ["integer", "null"]},
+    ),
+    "PasskeyList": _object(["passkeys"], passkeys={"type": "array", "items": ref("Passkey")}),
+    "PasskeyAdded": _object(
+        ["id", "name", "created_at", "last_used_at"],
+        id=STR,
+        name=STR,
+        created_at=INT,
+        last_used_at={"type": ["integer", "null"]},
+        recovery_codes={
+            "type": "array",
+            "items": STR,
+            "description": "Shown once, only when this passkey is the person's first factor.",
+        },
+    ),
     "Jwk": {
         "type": "object",
         "required": ["kty"],
@@ -207,6 +259,15 @@ SCHEMAS: dict[str, Any] = {
             ),
         },
         recovery_codes={"type": "array", "items": {"type": "object"}},
+        passkeys={
+            "type": "array",
+            "items": _object(
+                ["name", "created_at"],
+                name=STR,
+                created_at=INT,
+                last_used_at={"type": ["integer", "null"]},
+            ),
+        },
         app_consents={"type": "array", "items": {"type": "object"}},
         app_sign_ins={"type": "array", "items": {"type": "object"}},
         sign_in_attempts={"type": "array", "items": {"type": "object"}},

@@ -199,6 +199,41 @@ MIGRATIONS: tuple[tuple[int, str, tuple[str, ...]], ...] = (
         ),
     ),
     (
+        6,
+        "passkeys and their ceremonies' challenges",
+        (
+            # A WebAuthn credential (docs/design.md §12). `credential_id` and `public_key` are
+            # base64url; neither is a secret (the private key never leaves the authenticator).
+            """CREATE TABLE passkeys (
+                id TEXT PRIMARY KEY,
+                user_id TEXT NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+                credential_id TEXT NOT NULL UNIQUE,
+                public_key TEXT NOT NULL,
+                sign_count BIGINT NOT NULL,
+                transports TEXT NOT NULL,
+                backup_eligible INTEGER NOT NULL,
+                backed_up INTEGER NOT NULL,
+                name TEXT NOT NULL,
+                created_at BIGINT NOT NULL,
+                last_used_at BIGINT
+            )""",
+            "CREATE INDEX passkeys_user ON passkeys (user_id)",
+            # One row per challenge handed out, keyed by its SHA-256: an answer consumes it
+            # (DELETE … RETURNING), so each challenge is answered at most once.
+            """CREATE TABLE webauthn_challenges (
+                id TEXT PRIMARY KEY,
+                purpose TEXT NOT NULL,
+                user_id TEXT,
+                signin_id TEXT,
+                ip TEXT NOT NULL,
+                created_at BIGINT NOT NULL,
+                expires_at BIGINT NOT NULL
+            )""",
+            "CREATE INDEX webauthn_challenges_expires ON webauthn_challenges (expires_at)",
+            "CREATE INDEX webauthn_challenges_ip ON webauthn_challenges (ip, created_at)",
+        ),
+    ),
+    (
         7,
         "the person's side of account security: known devices, new-device notices, address changes",
         (

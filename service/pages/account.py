@@ -1,4 +1,4 @@
-"""The account page (who you are, where you are signed in) and signing out."""
+"""The account page (who you are, where you are signed in, your passkeys) and signing out."""
 
 from __future__ import annotations
 
@@ -9,17 +9,27 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from service.device import device_name
-from service.errors import UnauthenticatedError
+from service.errors import ServiceError, UnauthenticatedError
 from service.pages.apps import apps_of
 from service.pages.apps import routes as app_routes
 from service.pages.render import redirect, render
+from service.signin.passkeys import suggested_name
+from service.signin.sessions import Identity
 from service.web import csrf
 from service.web.cookies import clear_session_cookies
-from service.web.identity import current_identity
+from service.web.identity import client, current_identity
 from service.web.state import app_state
 
 ACCOUNT_LOGIN = "/login?next=/account"
 ACCOUNT_REFRESH = "/refresh?next=/account"
+NOTICES = {
+    "revoked": "That session has been signed out.",
+    "app_revoked": "That app can no longer sign you in without asking.",
+    "changed": "Your address has changed. Your old address has been told.",
+    "added": "Your passkey has been added.",
+    "renamed": "Your passkey has been renamed.",
+    "removed": "Your passkey has been removed: it no longer signs you in.",
+}
 
 
 def _ago(then: int, now: int) -> str:
@@ -41,9 +51,8 @@ def moment(then: int, now: int) -> dict[str, str]:
 
 
 async def account_page(request: Request) -> Response:
-    """GET /account: who you are and where you are signed in."""
-    state = app_state(request)
-    settings, sessions = state.settings, state.sessions
+    """GET /account: who you are, where you are signed in, and your passkeys."""
+    settings = app_state(request).settings
     try:
         identity = await current_identity(request)
     except UnauthenticatedError:
@@ -51,7 +60,22 @@ async def account_page(request: Request) -> Response:
         # in, so it goes through /refresh (which sends it on to sign-in if that fails).
         has_refresh = bool(request.cookies.get(settings.refresh_cookie))
         return redirect(ACCOUNT_REFRESH if has_refresh else ACCOUNT_LOGIN)
-    now = int(app_state(request).clock())
+    query = request.query_params
+    flag = next((name for name in ("revoked", "app_revoked", "changed") if query.get(name)), "")
+    notice = NOTICES.get(flag or query.get("passkey", ""))
+    return await account_view(request, identity, notice=notice)
+
+
+async def account_view(
+    request: Request,
+    identity: Identity,
+    *,
+    notice: str | None = None,
+    error: ServiceError | None = None,
+) -> Response:
+    """The account page for a signed-in person (with an error of a form that failed)."""
+    state = app_state(request)
+    now = int(state.clock())
     rows = [
         {
             "id": s["id"],
@@ -61,26 +85,33 @@ async def account_page(request: Request) -> Response:
             "last_used": moment(s["last_used_at"] or s["created_at"], now),
             "current": s["current"],
         }
-        for s in await sessions.list(identity)
+        for s in await state.sessions.list(identity)
     ]
     rows.sort(key=lambda r: not r["current"])
-    notice = "That session has been signed out." if request.query_params.get("revoked") else None
-    if request.query_params.get("app_revoked"):
-        notice = "That app can no longer sign you in without asking."
-    if request.query_params.get("changed"):
-        notice = "Your address has changed. Your old address has been told."
     # The address from the database: the access token's may predate a change of address.
-    email = (await sessions.describe(identity))["user"]["email"]
-    apps = await apps_of(state, identity)
-    factors = await state.account_factors.summary(identity)
+    email = (await state.sessions.describe(identity))["user"]["email"]
+    passkeys = [
+        {
+            "id": p.id,
+            "name": p.name,
+            "created": moment(p.created_at, now),
+            "last_used": moment(p.last_used_at, now) if p.last_used_at else None,
+        }
+        for p in await state.passkeys.list(identity)
+    ]
     return render(
         request,
         "account.html",
+        status=error.status if error else 200,
         email=email,
         sessions=rows,
         notice=notice,
-        apps=apps,
-        factors=factors,
+        error=error.message if error else None,
+        apps=await apps_of(state, identity),
+        factors=await state.account_factors.summary(identity),
+        passkey_list=passkeys,
+        recent=await state.account_factors.recent_step(identity),
+        suggested=suggested_name(client(request)[1]),
     )
 
 

@@ -92,6 +92,7 @@ def render(
         brand=brand.brand_version(settings),
         has_logo=bool(settings.brand.logo_file),
         allow_signup=settings.signin.allow_signup,
+        passkeys=settings.passkeys_enabled,
         csrf=token.field if token else "",
         **context,
     )

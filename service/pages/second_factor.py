@@ -34,6 +34,7 @@ from service.web.identity import client
 from service.web.state import app_state
 
 RECOVERY_CODE = "recovery_code"
+PASSKEY = "passkey"
 
 
 @dataclass(frozen=True)
@@ -53,6 +54,13 @@ PROMPTS = {
         "Open your authenticator app and enter the 6-digit code it shows for this account.",
         "6-digit code",
         "Use your authenticator app instead",
+    ),
+    PASSKEY: Prompt(
+        "Use your passkey",
+        "Confirm it is you with the passkey you added to this account: your device asks for "
+        "your fingerprint, face, PIN or security key.",
+        "Passkey",
+        "Use a passkey instead",
     ),
     RECOVERY_CODE: Prompt(
         "Enter a recovery code",
@@ -91,7 +99,9 @@ async def _page(
     others = [
         {"method": m, "link": prompt_for(m).link}
         for m in step.methods
-        if m != method and (m == RECOVERY_CODE or method == RECOVERY_CODE)
+        # Recovery codes are the fallback of every method; a passkey and a code stand in for
+        # each other (a device without WebAuthn can still use the code, and the other way).
+        if m != method and (RECOVERY_CODE in (m, method) or PASSKEY in (m, method))
     ]
     return render(
         request,

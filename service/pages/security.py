@@ -78,7 +78,8 @@ def _enrol_page(
     )
 
 
-def _codes_page(request: Request, codes: list[str], next_url: str) -> Response:
+def codes_page(request: Request, codes: list[str], next_url: str) -> Response:
+    """The recovery codes, shown once, with a download and a "Continue" to `next_url`."""
     name = app_state(request).settings.brand.app_name
     download = f"{name} recovery codes\n\n" + "\n".join(codes) + "\n\nEach code works once.\n"
     # "Continue" is a GET form (it only asks that the box be ticked), and a GET form drops its
@@ -150,7 +151,7 @@ async def totp_confirm(request: Request) -> Response:
             request, pending, action="/account/totp/confirm", cancel=SECURITY, error=e
         )
     if confirmed.recovery_codes:
-        return _codes_page(request, confirmed.recovery_codes, SECURITY + "?done=added")
+        return codes_page(request, confirmed.recovery_codes, SECURITY + "?done=added")
     return redirect(SECURITY + "?done=added")
 
 
@@ -179,7 +180,7 @@ async def recovery_regenerate(request: Request) -> Response:
         codes = await state.account_factors.regenerate_recovery_codes(identity)
     except StepUpRequiredError:
         return _step_up()
-    return _codes_page(request, codes, SECURITY)
+    return codes_page(request, codes, SECURITY)
 
 
 async def step_up_page(request: Request, error: ServiceError | None = None) -> Response:
@@ -269,7 +270,7 @@ async def enrol_submit(request: Request) -> Response:
         )
     auth = done.auth
     if done.recovery_codes:
-        response = _codes_page(request, done.recovery_codes, auth.next_url)
+        response = codes_page(request, done.recovery_codes, auth.next_url)
     else:
         response = redirect(auth.next_url)
     set_session_cookies(response, settings, auth)

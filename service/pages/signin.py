@@ -31,6 +31,7 @@ from service.pages import (
     account_delete,
     account_notice,
     brand,
+    passkeys,
     second_factor,
 )
 from service.pages.render import STATIC, CachedStatic, error_page, redirect, render
@@ -233,6 +234,7 @@ routes: list[BaseRoute] = [
     Route("/login/link", link_page, methods=["GET"]),
     Route("/login/link", link_submit, methods=["POST"]),
     *second_factor.routes,
+    *passkeys.routes,
     *account.routes,
     *account_notice.routes,
     *account_delete.routes,

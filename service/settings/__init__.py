@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 from service.errors import ConfigError
 from service.settings.dkim import DkimSettings
 from service.settings.fields import Network, env, read_section, secret, url
+from service.settings.passkeys import PasskeySettings
 from service.settings.sections import (
     ALGORITHMS,
     LOGO_TYPES,
@@ -47,6 +48,7 @@ __all__ = [
     "LimitSettings",
     "MailSettings",
     "Network",
+    "PasskeySettings",
     "RuntimeSettings",
     "SessionSettings",
     "Settings",
@@ -66,7 +68,8 @@ DEV_HOSTS = ("localhost", "127.0.0.1", "::1", "[::1]")
 class Settings:
     """Every knob of Latch. Durations are seconds; a limit of 0 turns that limit off."""
 
-    public_url: str = env("PUBLIC_URL", url, "http://127.0.0.1:8000")
+    # localhost, not 127.0.0.1: browsers refuse an IP address as a passkey's relying party.
+    public_url: str = env("PUBLIC_URL", url, "http://localhost:8000")
     secret_key: bytes = env("SECRET_KEY", secret, b"", hidden=True)
     storage: StorageSettings = field(default_factory=StorageSettings)
     mail: MailSettings = field(default_factory=MailSettings)
@@ -79,11 +82,27 @@ class Settings:
     web: WebSettings = field(default_factory=WebSettings)
     brand: BrandSettings = field(default_factory=BrandSettings)
     runtime: RuntimeSettings = field(default_factory=RuntimeSettings)
+    passkeys: PasskeySettings = field(default_factory=PasskeySettings)
 
     @property
     def development(self) -> bool:
         """A PUBLIC_URL on localhost is development: generated keys, console mail, no Secure."""
         return (urlsplit(self.public_url).hostname or "") in DEV_HOSTS
+
+    @property
+    def passkeys_enabled(self) -> bool:
+        """Whether passkeys are offered (docs/design.md §12)."""
+        return self.passkeys.enabled_for(self.public_url)
+
+    @property
+    def webauthn_rp_id(self) -> str:
+        """The WebAuthn relying-party id."""
+        return self.passkeys.rp_id_for(self.public_url)
+
+    @property
+    def webauthn_origins(self) -> tuple[str, ...]:
+        """The origins whose pages may run the passkey ceremonies: Latch's own first."""
+        return (self.origin, *self.passkeys.extra_origins)
 
     @property
     def https(self) -> bool:
@@ -156,8 +175,10 @@ class Settings:
             self.web,
             self.brand,
             self.runtime,
+            self.passkeys,
         ):
             found.extend(section.validate())
+        found.extend(self.passkeys.problems_with(self.public_url))
         if not self.development:
             found.extend(self._production_problems(require_key))
         return found
@@ -246,6 +267,7 @@ def load_settings(environ: Mapping[str, str], *, require_key: bool = True) -> Se
         web=read_section(WebSettings, environ, problems),
         brand=read_section(BrandSettings, environ, problems),
         runtime=read_section(RuntimeSettings, environ, problems),
+        passkeys=read_section(PasskeySettings, environ, problems),
     )
     if not problems and not settings.secret_key and settings.development:
         settings = _with_dev_secret(settings)

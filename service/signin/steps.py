@@ -126,7 +126,8 @@ class SecondStep:
             # A method nobody can check is refused before anything is counted: it is no guess.
             log.info("step.refused reason=method-not-registered")
             raise InvalidRequestError("This way of signing in is not available.", field="method")
-        if not answer or len(answer) > MAX_ANSWER:
+        # A factor whose answers are longer than a typed code (a passkey's assertion) says so.
+        if not answer or len(answer) > int(getattr(factor, "max_answer", MAX_ANSWER)):
             raise InvalidRequestError("Enter the code.", field="code")
         step_id, flow_id = bound
         now = int(self.clock())

@@ -16,11 +16,14 @@ from service.signin.access import AccessTokens
 from service.signin.account import Account
 from service.signin.address import AddressChange
 from service.signin.bindings import Bindings
+from service.signin.ceremonies import RelyingParty
 from service.signin.enrolment import EnrolStep
 from service.signin.factors import AccountFactors
 from service.signin.flows import Login
 from service.signin.links import LinkCodec
 from service.signin.notices import DeviceNotices
+from service.signin.passkey_step import PasskeyFactor
+from service.signin.passkeys import Passkeys
 from service.signin.recovery import RecoveryCodes
 from service.signin.refresh import Refresher
 from service.signin.steps import SecondFactor, SecondFactors, SecondStep
@@ -37,6 +40,7 @@ class Signin:
     refresher: Refresher
     steps: SecondStep
     factors: SecondFactors
+    passkeys: Passkeys
     code_page: CodePage
     bindings: Bindings
     access: AccessTokens
@@ -72,7 +76,12 @@ def build_signin(
     device_notices = DeviceNotices(settings, database, mailer, clock, forget=forget)
     totp = Totp(settings, database)
     recovery = RecoveryCodes(settings, database, notices)
-    factors = SecondFactors([totp, recovery, *second_factors])
+    # Passkeys answer second steps beside the factors passed in (when they are on at all).
+    passkey_factor = PasskeyFactor(RelyingParty(settings, database, clock), database)
+    built_in: list[SecondFactor] = [totp, recovery]
+    if settings.passkeys_enabled:
+        built_in.append(passkey_factor)
+    factors = SecondFactors([*built_in, *second_factors])
     account_factors = AccountFactors(settings, database, access, totp, recovery, notices, clock)
     steps = SecondStep(
         settings,
@@ -100,6 +109,16 @@ def build_signin(
         refresher=Refresher(settings, database, access, clock),
         steps=steps,
         factors=factors,
+        passkeys=Passkeys(
+            settings,
+            database,
+            clock,
+            bindings=bindings,
+            access=access,
+            steps=steps,
+            factor=passkey_factor,
+            account_factors=account_factors,
+        ),
         code_page=CodePage(settings, database, clock),
         bindings=bindings,
         access=access,

@@ -1,5 +1,5 @@
-"""Every SQL statement, as use cases: flows, pending sign-ins, second factors, limits, users,
-mail status, sessions, purge.
+"""Every SQL statement, as use cases: flows, pending sign-ins, second factors, passkeys, limits,
+users, mail status, sessions, purge.
 
 Each function returns a use case (see db.py) that a backend runs as ONE transaction, in as few
 round trips as SQL allows (`RETURNING`, upserts). Use cases return results instead of raising,
@@ -10,6 +10,7 @@ the submodules only keep each concept in a file of its own.
 from __future__ import annotations
 
 from service.store.factors import (
+    PASSKEY,
     RECOVERY_CODE,
     TOTP,
     CodeCheck,
@@ -46,6 +47,21 @@ from service.store.mail import (
     fail_mail,
     mark_mail,
 )
+from service.store.passkeys import (
+    NewPasskey,
+    PasskeyUse,
+    UseVerdict,
+    add_challenge,
+    add_passkey,
+    challenge_purpose,
+    find_passkey,
+    list_passkeys,
+    passkey_signin,
+    remove_passkey,
+    rename_passkey,
+    take_challenge,
+    use_passkey,
+)
 from service.store.sessions import (
     NewSession,
     NewStep,
@@ -74,6 +90,7 @@ from service.store.users import (
 )
 
 __all__ = [
+    "PASSKEY",
     "RECOVERY_CODE",
     "TOTP",
     "CodeCheck",
@@ -93,36 +110,49 @@ __all__ = [
     "Attempt",
     "FlowState",
     "NewFlow",
+    "NewPasskey",
     "NewSession",
     "NewStep",
     "Outcome",
     "Verdict",
+    "PasskeyUse",
     "PendingStep",
     "Rotation",
     "RotationState",
     "SignIn",
     "StepState",
+    "UseVerdict",
+    "add_challenge",
+    "add_passkey",
     "add_user",
+    "challenge_purpose",
     "claim_mail",
     "complete_step",
     "count_attempt",
     "fail_mail",
+    "find_passkey",
     "find_user",
     "flow_state",
     "get_flow",
     "get_session",
     "get_step",
+    "list_passkeys",
     "list_sessions",
     "mail_limit_wait",
     "mark_mail",
     "open_flow",
+    "passkey_signin",
     "peek_link",
     "purge",
+    "remove_passkey",
+    "rename_passkey",
     "resend_flow",
     "revoke_session",
     "revoke_user_sessions",
     "rotate_refresh",
     "session_owner",
+    "take_challenge",
+    "use_passkey",
     "verify_code",
     "verify_link",
 ]

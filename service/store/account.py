@@ -52,6 +52,13 @@ _EXPORTS = (
         "SELECT created_at, used_at FROM recovery_codes WHERE user_id = :uid"
         " ORDER BY created_at DESC, used_at",
     ),
+    # Passkeys (§12): their names and dates; the credential id and public key are no
+    # secret, but they mean nothing to a person and name the authenticator to any site.
+    (
+        "passkeys",
+        "SELECT name, created_at, last_used_at FROM passkeys WHERE user_id = :uid"
+        " ORDER BY created_at, id",
+    ),
     # OpenID apps (§13): what the person allowed, and each sign-in to an app (a grant);
     # never a code, token or PKCE value.
     (
@@ -155,6 +162,10 @@ def delete_account(user_id: str) -> UseCase[Deleted | None]:
         "address_changes",
         "totp_factors",
         "recovery_codes",
+        "passkeys",
+        # Challenges handed out to this person (adding a passkey, a second step); those of a
+        # first step name nobody and wait for the purge.
+        "webauthn_challenges",
         "oauth_grants",
         "oauth_consents",
     ):

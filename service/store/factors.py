@@ -27,6 +27,7 @@ from service.store.limits import (
 )
 
 TOTP = "totp"
+PASSKEY = "passkey"
 RECOVERY_CODE = "recovery_code"
 
 
@@ -53,6 +54,7 @@ class FactorSummary:
 
     totp_enrolled: bool
     totp_created_at: int | None
+    passkeys: int
     recovery_left: int
     methods: tuple[str, ...]
 
@@ -63,6 +65,10 @@ def sync_second_factors(user_id: str) -> UseCase[tuple[str, ...]]:
     Recovery codes are a fallback for a factor, never a factor of their own: when the last
     real factor goes, so do they (else ten 50-bit codes would silently stand in for it).
     """
+    # The user's row first, before the factor tables are read: on PostgreSQL two changes
+    # racing (a passkey added while an app is confirmed) then each read them only once the
+    # other has committed, so neither method is lost from the list.
+    yield from lock_user(user_id)
     methods: list[str] = []
     rows = yield Q(
         "SELECT 1 AS one FROM totp_factors WHERE user_id = :u AND confirmed_at IS NOT NULL",
@@ -70,7 +76,9 @@ def sync_second_factors(user_id: str) -> UseCase[tuple[str, ...]]:
     )
     if rows:
         methods.append(TOTP)
-    # Other factors (passkeys) add their method here, before the recovery codes.
+    passkeys = yield Q("SELECT 1 AS one FROM passkeys WHERE user_id = :u LIMIT 1", {"u": user_id})
+    if passkeys:
+        methods.append(PASSKEY)
     if methods:
         left = yield from _recovery_left(user_id)
         if left:
@@ -81,6 +89,21 @@ def sync_second_factors(user_id: str) -> UseCase[tuple[str, ...]]:
         "UPDATE users SET second_factors = :m WHERE id = :u", {"m": " ".join(methods), "u": user_id}
     )
     return tuple(methods)
+
+
+def lock_user(user_id: str) -> UseCase[None]:
+    """Lock the user's row until the transaction ends (a no-op UPDATE: FOR UPDATE, portably)."""
+    yield Q("UPDATE users SET second_factors = second_factors WHERE id = :u", {"u": user_id})
+
+
+def recovery_left(user_id: str) -> UseCase[int]:
+    """How many unused recovery codes the user has."""
+    return (yield from _recovery_left(user_id))
+
+
+def store_recovery_codes(user_id: str, hashes: tuple[str, ...], now: int) -> UseCase[None]:
+    """Replace the user's recovery codes by these (keyed hashes); for a first factor."""
+    yield from _store_recovery_codes(user_id, hashes, now)
 
 
 def _recovery_left(user_id: str) -> UseCase[int]:
@@ -97,11 +120,13 @@ def factor_summary(user_id: str) -> UseCase[FactorSummary]:
         "SELECT confirmed_at FROM totp_factors WHERE user_id = :u AND confirmed_at IS NOT NULL",
         {"u": user_id},
     )
+    passkeys = yield Q("SELECT COUNT(*) AS n FROM passkeys WHERE user_id = :u", {"u": user_id})
     left = yield from _recovery_left(user_id)
     users = yield Q("SELECT second_factors FROM users WHERE id = :u", {"u": user_id})
     return FactorSummary(
         totp_enrolled=bool(rows),
         totp_created_at=rows[0]["confirmed_at"] if rows else None,
+        passkeys=int(passkeys[0]["n"]),
         recovery_left=left,
         methods=tuple(users[0]["second_factors"].split()) if users else (),
     )

@@ -251,8 +251,8 @@ def _rotation(state: RotationState, row: Row) -> UseCase[Rotation]:
 
 @replayable
 def purge(now: int, keep_flows: int) -> UseCase[dict[str, int]]:
-    """Delete flows and mail records past the longest limit window, dead sessions and
-    pending sign-ins past their five minutes."""
+    """Delete flows and mail records past the longest limit window, dead sessions, and
+    pending sign-ins and passkey challenges past their five minutes."""
     # Every instance purges on its own timer: one at a time does the work and the others find
     # nothing left, instead of racing over the same rows (and risking a deadlock between them).
     yield Lock("latch.purge")
@@ -280,6 +280,11 @@ def purge(now: int, keep_flows: int) -> UseCase[dict[str, int]]:
         (
             "signins",
             "DELETE FROM signins WHERE expires_at < :now RETURNING id",
+            {"now": now},
+        ),
+        (
+            "webauthn_challenges",
+            "DELETE FROM webauthn_challenges WHERE expires_at < :now RETURNING id",
             {"now": now},
         ),
     ):

@@ -72,13 +72,22 @@ def step_state(row: Row, now: int, max_attempts: int) -> StepState:
 
 
 def open_step(
-    step: NewStep, *, flow: Row, user_id: str, ip: str, user_agent: str, now: int
+    step: NewStep,
+    *,
+    flow: Row,
+    user_id: str,
+    ip: str,
+    user_agent: str,
+    now: int,
+    amr: str = "email",
 ) -> UseCase[None]:
-    """Record that `flow`'s first step (the email) passed for `user_id`; a part of verify."""
+    """Record that `flow`'s first step (`amr`: the email, or a passkey) passed for `user_id`;
+    a part of verify."""
     yield Q(
-        f"INSERT INTO signins ({_COLUMNS}) VALUES (:id, :uid, :fid, 'email', :next, 0, :now,"
+        f"INSERT INTO signins ({_COLUMNS}) VALUES (:id, :uid, :fid, :amr, :next, 0, :now,"
         " :exp, :ip, :ua, NULL)",
         {
+            "amr": amr,
             "id": step.id,
             "uid": user_id,
             "fid": flow["id"],

@@ -19,6 +19,7 @@ from service.signin.enrolment import EnrolStep
 from service.signin.factors import AccountFactors
 from service.signin.flows import Login
 from service.signin.notices import DeviceNotices
+from service.signin.passkeys import Passkeys
 from service.signin.refresh import Refresher
 from service.signin.sessions import Sessions
 from service.signin.steps import SecondFactors, SecondStep
@@ -39,6 +40,7 @@ class AppState:
     refresher: Refresher
     steps: SecondStep
     factors: SecondFactors
+    passkeys: Passkeys
     code_page: CodePage
     bindings: Bindings
     sessions: Sessions

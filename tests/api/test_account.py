@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import re
 import sqlite3
+import uuid
 from pathlib import Path
 from typing import Any
 
 from starlette.testclient import TestClient
 
+from service import store
 from service.web.state import app_state_of
 from tests.api.test_factors import code_now, enrol, first_step
 from tests.conftest import (
@@ -107,11 +109,45 @@ def factor_and_app(
     ]
 
 
+def a_passkey(client: TestClient) -> list[str]:
+    """A passkey and an unanswered registration challenge of the signed-in person, stored as
+    the passkey use cases store them (this app runs on 127.0.0.1, where passkeys are off);
+    the credential id and public key, which the export leaves out."""
+    user_id = client.get("/api/session").json()["user"]["id"]
+    now = int(app_state_of(client).clock())
+    passkey = store.NewPasskey(
+        id=uuid.uuid4().hex,
+        credential_id="cred-" + uuid.uuid4().hex,
+        public_key="pk-" + uuid.uuid4().hex,
+        sign_count=0,
+        transports=("internal",),
+        backup_eligible=True,
+        backed_up=True,
+        name="Work laptop",
+    )
+    run = app_state_of(client).database.run
+    assert client.portal is not None
+    assert client.portal.call(run, store.add_passkey(user_id, passkey, now))
+    challenge = store.add_challenge(
+        uuid.uuid4().hex,
+        "register",
+        user_id=user_id,
+        signin_id=None,
+        ip="127.0.0.1",
+        max_per_ip=0,
+        now=now,
+        ttl=300,
+    )
+    assert client.portal.call(run, challenge)
+    return [passkey.credential_id, passkey.public_key]
+
+
 def test_export_holds_the_account_and_no_secret_or_hash(
     client: TestClient, transport: RecordingTransport, clock: FakeClock
 ) -> None:
     secrets = two_devices(client, transport)
     secrets += factor_and_app(client, transport, clock)
+    secrets += a_passkey(client)
     hashes = stored_hashes(client)
     assert len(hashes) >= 5 + 1 + 10 + 1 + 2
     response = client.get("/api/account/export")
@@ -130,6 +166,11 @@ def test_export_holds_the_account_and_no_secret_or_hash(
     assert factor["created_at"] and factor["confirmed_at"]
     assert len(data["recovery_codes"]) == 10
     assert set(data["recovery_codes"][0]) == {"created_at", "used_at"}
+    # Passkeys by name and dates only.
+    [passkey] = data["passkeys"]
+    assert passkey["name"] == "Work laptop" and passkey["created_at"]
+    assert set(passkey) == {"name", "created_at", "last_used_at"}
+    assert data["account"]["second_factors"] == ["totp", "passkey", "recovery_code"]
     [consent] = data["app_consents"]
     assert consent["app"] == "Wiki" and consent["scope"] == "openid email"
     [grant] = data["app_sign_ins"]
@@ -212,6 +253,7 @@ def test_delete_removes_every_row_of_the_person_and_ends_every_session(
 ) -> None:
     two_devices(client, transport)
     factor_and_app(client, transport, clock)
+    a_passkey(client)
     user_id = client.get("/api/session").json()["user"]["id"]
     refresh, access = client.cookies["latch_refresh"], client.cookies["latch_session"]
     tables = [
@@ -229,6 +271,8 @@ def test_delete_removes_every_row_of_the_person_and_ends_every_session(
         "oauth_consents",
         "known_devices",
         "device_notices",
+        "passkeys",
+        "webauthn_challenges",
     }
     response = client.request("DELETE", "/api/account", json={"confirm": " ADA@example.com "})
     assert response.status_code == 204

@@ -17,6 +17,7 @@ from service.settings import (
     FactorSettings,
     LimitSettings,
     MailSettings,
+    PasskeySettings,
     RuntimeSettings,
     SessionSettings,
     Settings,
@@ -40,6 +41,7 @@ SECTIONS: tuple[type[Any], ...] = (
     WebSettings,
     BrandSettings,
     RuntimeSettings,
+    PasskeySettings,
 )
 
 

@@ -1,5 +1,5 @@
 """The account-security use cases on both backends (SQLite and PostgreSQL): known devices and
-notices, the notice's link, a change of address, the export and the deletion."""
+notices, the notice's link, a change of address, the export and the deletion (with a passkey)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from starlette.testclient import TestClient
 
 from service.db import Q, UseCase
 from service.web.state import app_state_of
-from tests.api.test_account import factor_and_app
+from tests.api.test_account import a_passkey, factor_and_app
 from tests.conftest import (
     ClientFactory,
     FakeClock,
@@ -37,6 +37,8 @@ def count_rows(user_id: str) -> UseCase[int]:
         "recovery_codes",
         "oauth_grants",
         "oauth_consents",
+        "passkeys",
+        "webauthn_challenges",
         "users",
     ):
         column = "id" if table == "users" else "user_id"
@@ -77,10 +79,12 @@ def test_notice_change_export_and_delete_on_each_backend(
         assert done.status_code == 303
         assert client.get("/api/session").json()["user"]["email"] == NEW
         factor_and_app(client, transport, clock)
+        a_passkey(client)
         export = client.get("/api/account/export").json()
         assert export["account"]["email"] == NEW and len(export["address_changes"]) == 1
         assert [f["name"] for f in export["factors"]] == ["an authenticator app"]
         assert len(export["recovery_codes"]) == 10 and len(export["app_sign_ins"]) == 1
+        assert [p["name"] for p in export["passkeys"]] == ["Work laptop"]
         assert run_on(database_url, count_rows(user_id)) > 0
         assert client.request("DELETE", "/api/account", json={"confirm": NEW}).status_code == 204
         assert run_on(database_url, count_rows(user_id)) == 0

@@ -100,6 +100,7 @@ def test_purge_deletes_old_flows_and_ended_sessions_only(
         "address_failures": 0,
         "sessions": 0,
         "signins": 0,
+        "webauthn_challenges": 0,
     }
     assert run_on(database_url, store.get_flow(old_flow["flow_id"])) is None
     now = int(clock())

@@ -146,26 +146,27 @@ class PostgresCluster(Running):
         name = name or f"test_{uuid.uuid4().hex[:12]}"
         if not _SAFE_NAME.fullmatch(name):
             raise ValueError(f"unsafe database name {name!r}")
-        self._run_checked(
-            [
-                str(self.bindir / "psql"),
-                "-X",
-                "-q",
-                "-v",
-                "ON_ERROR_STOP=1",
-                "-h",
-                self.host,
-                "-p",
-                str(self.port),
-                "-U",
-                SUPERUSER,
-                "-d",
-                "postgres",
-                "-c",
-                f'CREATE DATABASE "{name}"',
-            ]
-        )
+        self._run_checked(self._psql("postgres", f'CREATE DATABASE "{name}"'))
         return self.url_for(name)
+
+    def _psql(self, database: str, sql: str) -> list[str]:
+        return [
+            str(self.bindir / "psql"),
+            "-X",
+            "-q",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-h",
+            self.host,
+            "-p",
+            str(self.port),
+            "-U",
+            SUPERUSER,
+            "-d",
+            database,
+            "-c",
+            sql,
+        ]
 
     def _create(self) -> None:
         root = Path(tempfile.mkdtemp(prefix="latch-pg-"))

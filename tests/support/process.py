@@ -27,9 +27,11 @@ class LatchProcess(Running):
     The process runs in `workdir`, so no stray `.env` of the developer's is read.
     """
 
-    def __init__(self, env: Mapping[str, str], workdir: Path) -> None:
+    def __init__(self, env: Mapping[str, str], workdir: Path, *, host_name: str = HOST) -> None:
         self.port = free_port()
-        self.url = f"http://{HOST}:{self.port}"
+        # `host_name="localhost"` for passkeys (browsers refuse an IP address as their relying
+        # party); the process still listens on HOST, which localhost names.
+        self.url = f"http://{host_name}:{self.port}"
         self.workdir = workdir
         self.env = {
             # Only what Python needs to run, plus the test's settings: the developer's own
