@@ -10,6 +10,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from service import crypto, db, store
+from service.accounts.housekeeping import purge_all
 from service.addresses import parse_email
 from service.errors import ConfigError, ServiceError
 from service.logs import configure_logging
@@ -120,7 +121,9 @@ def _sessions_revoke(settings: Settings, email: str) -> int:
         if user is None:
             print("no such user", file=sys.stderr)
             return 1
-        ended = await database.run(store.revoke_user_sessions(user["id"], int(time.time())))
+        ended = await database.run(
+            store.revoke_user_sessions(user["id"], int(time.time()), actor=store.CLI)
+        )
         print(f"revoked {len(ended)} session(s)")
         return 0
 
@@ -199,7 +202,7 @@ def main(argv: list[str] | None = None) -> int:
             done = f"applied {applied}" if applied else "nothing to apply"
             print(f"migrations: {done}; the database is at the latest schema")
         elif command == "purge":
-            counts = _run_db(settings, lambda d, _: d.run(store.purge(int(time.time()), 86400)))
+            counts = _run_db(settings, lambda d, _: purge_all(d, settings, int(time.time())))
             print(counts)
         elif command == "users":
             return _users_add(settings, args.email)

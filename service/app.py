@@ -7,7 +7,6 @@ import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Callable, Iterable
-from typing import Any
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -17,7 +16,8 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from service import api, crypto, db, store
+from service import api, crypto, db
+from service.accounts.housekeeping import purge_all
 from service.crypto import Keys
 from service.db import Database, open_database
 from service.delivery.mail import Mailer
@@ -42,8 +42,6 @@ from service.web.timeouts import BodyTimeoutMiddleware
 
 log = logging.getLogger("latch")
 KEY_RELOAD_INTERVAL = 5.0
-# Flows are kept as long as the longest limit window, so that limits can be counted.
-FLOW_RETENTION = 86400
 CLIENT_CLOSED = 499
 
 
@@ -209,7 +207,7 @@ async def _purge(database: Database, settings: Settings, clock: Callable[[], flo
     while True:
         await asyncio.sleep(settings.storage.purge_interval)
         try:
-            counts: dict[str, Any] = await database.run(store.purge(int(clock()), FLOW_RETENTION))
+            counts = await purge_all(database, settings, int(clock()))
             log.info("purge: %s", counts)
         except ServiceError as e:
             log.warning("purge skipped: %s", e.message)

@@ -215,7 +215,8 @@ async def logout(request: Request) -> Response:
     if not isinstance(everywhere, bool):
         raise InvalidRequestError("`all` must be true or false.", field="all")
     identity = await current_identity(request)
-    await sessions.logout(identity, everywhere=everywhere)
+    ip, ua = client(request)
+    await sessions.logout(identity, everywhere=everywhere, ip=ip, user_agent=ua)
     response = Response(status_code=204)
     clear_session_cookies(response, settings)
     return response
@@ -246,7 +247,10 @@ async def _rotate(request: Request) -> Authenticated:
     state = app_state(request)
     settings, login, sessions = state.settings, state.login, state.sessions
     try:
-        return await refresh(login, request.cookies.get(settings.refresh_cookie))
+        ip, ua = client(request)
+        return await refresh(
+            login, request.cookies.get(settings.refresh_cookie), ip=ip, user_agent=ua
+        )
     except RefreshRefusedError as e:
         if e.revoked:
             sessions.forget(e.revoked)
@@ -300,7 +304,8 @@ async def session_delete(request: Request) -> Response:
     if not origin_allowed(request.headers.get("origin"), settings):
         raise ForbiddenOriginError()
     identity = await current_identity(request)
-    if not await sessions.revoke(identity, request.path_params["session_id"]):
+    ip, ua = client(request)
+    if not await sessions.revoke(identity, request.path_params["session_id"], ip=ip, user_agent=ua):
         raise NotFoundError("No such session.")
     return Response(status_code=204)
 

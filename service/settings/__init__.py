@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 
 from service.errors import ConfigError
 from service.settings.fields import Network, env, read_section, secret, url
+from service.settings.operator import OperatorSettings
 from service.settings.sections import (
     ALGORITHMS,
     LOGO_TYPES,
@@ -41,6 +42,7 @@ __all__ = [
     "LimitSettings",
     "MailSettings",
     "Network",
+    "OperatorSettings",
     "RuntimeSettings",
     "SessionSettings",
     "Settings",
@@ -71,6 +73,7 @@ class Settings:
     web: WebSettings = field(default_factory=WebSettings)
     brand: BrandSettings = field(default_factory=BrandSettings)
     runtime: RuntimeSettings = field(default_factory=RuntimeSettings)
+    operator: OperatorSettings = field(default_factory=OperatorSettings)
 
     @property
     def development(self) -> bool:
@@ -146,6 +149,7 @@ class Settings:
             self.web,
             self.brand,
             self.runtime,
+            self.operator,
         ):
             found.extend(section.validate())
         if not self.development:
@@ -234,6 +238,7 @@ def load_settings(environ: Mapping[str, str], *, require_key: bool = True) -> Se
         web=read_section(WebSettings, environ, problems),
         brand=read_section(BrandSettings, environ, problems),
         runtime=read_section(RuntimeSettings, environ, problems),
+        operator=read_section(OperatorSettings, environ, problems),
     )
     if not problems and not settings.secret_key and settings.development:
         settings = _with_dev_secret(settings)

@@ -64,8 +64,13 @@ def chain_key(login: Login) -> bytes:
     return crypto.derive_subkey(login.settings.secret_key, "refresh-chain")
 
 
-async def refresh(login: Login, token: str | None) -> Authenticated:
-    """Rotate the refresh token and issue a new access JWT, else RefreshRefusedError."""
+async def refresh(
+    login: Login, token: str | None, *, ip: str = "", user_agent: str = ""
+) -> Authenticated:
+    """Rotate the refresh token and issue a new access JWT, else RefreshRefusedError.
+
+    `ip` and `user_agent` are the presenter's: recorded when an old token's reuse revokes the
+    session (the audit log's one sight of a thief)."""
     if not token or not _TOKEN.fullmatch(token):
         raise RefreshRefusedError()
     settings = login.settings
@@ -76,6 +81,7 @@ async def refresh(login: Login, token: str | None) -> Authenticated:
             now=int(login.clock()),
             grace=settings.sessions.refresh_grace,
             idle_ttl=settings.sessions.idle_ttl,
+            actor=store.Actor("anonymous", ip, user_agent),
         )
     )
     if outcome.state not in (store.RotationState.ROTATED, store.RotationState.GRACE):

@@ -9,6 +9,18 @@ the submodules only keep each concept in a file of its own.
 
 from __future__ import annotations
 
+from service.store.audit import (
+    CLI,
+    SYSTEM,
+    WEBHOOK_EVENTS,
+    Actor,
+    Event,
+    list_events,
+    purge_events,
+    record,
+    record_alone,
+    tail_events,
+)
 from service.store.flows import (
     FlowState,
     NewFlow,
@@ -34,6 +46,7 @@ from service.store.sessions import (
     Rotation,
     RotationState,
     SignIn,
+    end_user_sessions,
     get_session,
     list_sessions,
     purge,
@@ -56,6 +69,17 @@ from service.store.users import (
 )
 
 __all__ = [
+    "CLI",
+    "SYSTEM",
+    "WEBHOOK_EVENTS",
+    "Actor",
+    "Event",
+    "end_user_sessions",
+    "list_events",
+    "purge_events",
+    "record",
+    "record_alone",
+    "tail_events",
     "Attempt",
     "FlowState",
     "NewFlow",
