@@ -16,8 +16,10 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from service import api, crypto, db
+from service import admin, api, crypto, db
 from service.accounts.housekeeping import purge_all
+from service.accounts.operator import Operator
+from service.admin import openapi as admin_openapi
 from service.crypto import Keys
 from service.db import Database, open_database
 from service.delivery.mail import Mailer
@@ -102,6 +104,8 @@ def create_app(
         routes=[
             *tag_routes([*api.routes, Route("/metrics", metrics.endpoint)], api.surface),
             claim_prefix("/api", api.surface),
+            *tag_routes(admin.routes, admin.surface),
+            claim_prefix(admin.PREFIX, admin.surface),
             *tag_routes(pages_signin.routes, pages_render.surface),
         ],
         middleware=[
@@ -120,6 +124,7 @@ def create_app(
         },
         lifespan=lifespan,
     )
+    sessions = Sessions(settings, database, keyring, clock)
     attach_state(
         app,
         AppState(
@@ -128,10 +133,12 @@ def create_app(
             keyring=keyring,
             mailer=mailer,
             login=Login(settings, database, mailer, keyring, clock, new_code=new_code),
-            sessions=Sessions(settings, database, keyring, clock),
+            sessions=sessions,
             factors=SecondFactors(second_factors),
             metrics=metrics,
             clock=clock,
+            operator=Operator(settings, database, clock, forget=sessions.forget),
+            openapi_parts=(admin_openapi.part(),),
         ),
     )
     return app

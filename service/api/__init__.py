@@ -344,7 +344,8 @@ async def openapi(request: Request) -> Response:
     """GET /openapi.json: the JSON API described as OpenAPI 3."""
     from service.api.openapi import build_spec
 
-    spec = build_spec(app_state(request).settings.public_url)
+    state = app_state(request)
+    spec = build_spec(state.settings.public_url, parts=state.openapi_parts)
     return JSONResponse(spec, headers={"Cache-Control": "public, max-age=300"})
 
 

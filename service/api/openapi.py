@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from service.errors import ErrorCode
@@ -127,8 +128,9 @@ def _op(
     return op
 
 
-def build_spec(public_url: str) -> dict[str, Any]:
-    """The OpenAPI document for a Latch at `public_url`."""
+def build_spec(public_url: str, parts: Iterable[Mapping[str, Any]] = ()) -> dict[str, Any]:
+    """The OpenAPI document for a Latch at `public_url`, with the `parts` (paths, schemas,
+    security schemes) of the other JSON surfaces (the admin API)."""
     email_body = {
         "type": "object",
         "required": ["email"],
@@ -288,6 +290,12 @@ def build_spec(public_url: str) -> dict[str, Any]:
             )
         },
     }
+    components: dict[str, Any] = {"schemas": dict(SCHEMAS)}
+    for part in parts:
+        paths.update(part.get("paths", {}))
+        components["schemas"].update(part.get("schemas", {}))
+        if "securitySchemes" in part:
+            components.setdefault("securitySchemes", {}).update(part["securitySchemes"])
     return {
         "openapi": "3.1.0",
         "info": {
@@ -297,5 +305,5 @@ def build_spec(public_url: str) -> dict[str, Any]:
         },
         "servers": [{"url": public_url}],
         "paths": paths,
-        "components": {"schemas": SCHEMAS},
+        "components": components,
     }

@@ -115,7 +115,7 @@ MIGRATIONS: tuple[tuple[int, str, tuple[str, ...]], ...] = (
         (
             # Set while an operator has disabled the user: no sign-in, no refresh (§14).
             "ALTER TABLE users ADD COLUMN disabled_at BIGINT",
-            # Ids are time-ordered (hex seconds, then random), so "newest first" is the
+            # Ids are time-ordered (hex nanoseconds, then random), so "newest first" is the
             # primary key's order and a cursor is the last id seen. No foreign key on
             # user_id: the events outlive the user (a deletion keeps them, address-free).
             """CREATE TABLE audit_events (

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import json
 import secrets
+import threading
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
@@ -71,9 +73,19 @@ ANONYMOUS = Actor("anonymous")
 CLI = Actor("cli")
 
 
-def event_id(now: int) -> str:
-    """A time-ordered id: hex seconds then 64 random bits (newest first = descending id)."""
-    return f"{now:010x}{secrets.token_hex(8)}"
+_last_stamp = 0
+_stamp_lock = threading.Lock()
+
+
+def event_id() -> str:
+    """A time-ordered id: the wall clock in nanoseconds (strictly increasing in this process, so
+    the events of one transaction keep their order), then 48 random bits (instances apart).
+    Newest first is descending id order, and a cursor is simply the last id seen."""
+    global _last_stamp
+    with _stamp_lock:
+        _last_stamp = max(time.time_ns(), _last_stamp + 1)
+        stamp = _last_stamp
+    return f"{stamp:016x}{secrets.token_hex(6)}"
 
 
 def record(
@@ -89,7 +101,7 @@ def record(
 
     `email` goes only into the webhook's payload, never into the audit row (see above).
     """
-    eid = event_id(now)
+    eid = event_id()
     yield Q(
         f"INSERT INTO audit_events ({_COLUMNS}) VALUES (:id, :at, :event, :uid, :actor, :ip,"
         " :ua, :details)",
