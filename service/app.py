@@ -18,12 +18,13 @@ from starlette.routing import Route
 
 from service import admin, api, crypto, db
 from service.accounts.housekeeping import purge_all
-from service.accounts.operator import Operator
+from service.accounts.operator import Operator, webhook_sealer
 from service.admin import openapi as admin_openapi
 from service.crypto import Keys
 from service.db import Database, open_database
 from service.delivery.mail import Mailer
 from service.delivery.transports import Transport, default_transport
+from service.delivery.webhooks import WebhookSender
 from service.errors import MethodNotAllowedError, NotFoundError, ServiceError
 from service.pages import render as pages_render
 from service.pages import signin as pages_signin
@@ -75,6 +76,7 @@ def create_app(
         allow=settings.web.metrics_allow, trusted_proxies=settings.web.trusted_proxies
     )
     metrics.watch_queue(lambda: mailer.depth)
+    webhooks = WebhookSender(settings, database, webhook_sealer(settings), clock)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -84,6 +86,7 @@ def create_app(
         if applied:
             log.info("migrations applied: %s", applied)
         mailer.start()
+        webhooks.start()
         tasks = [
             asyncio.create_task(
                 _reload_keys(keyring, settings.tokens.keys_reload_interval), name="latch-keys"
@@ -94,6 +97,7 @@ def create_app(
             yield
         finally:
             await mailer.drain(settings.runtime.shutdown_grace)
+            await webhooks.stop()
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)

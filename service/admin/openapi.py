@@ -244,7 +244,8 @@ PATHS: dict[str, Any] = {
                 "200": _json(
                     _obj(["webhooks"], webhooks={"type": "array", "items": _ref("Webhook")}),
                     "Endpoints",
-                )
+                ),
+                **_errors(),
             },
         ),
         "post": _op(
