@@ -16,6 +16,7 @@ from service.addresses import parse_email
 from service.errors import ConfigError, ServiceError
 from service.logs import configure_logging
 from service.settings import Settings, load_settings, read_environment
+from service.store import admin as admin_store
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -129,7 +130,11 @@ def _users_add(settings: Settings, email: str) -> int:
     address, key = parse_email(email, settings.signin.allowed_email_domains)
     user, created = _run_db(
         settings,
-        lambda d, _: d.run(store.add_user(crypto.new_id(), address, key, int(time.time()))),
+        lambda d, _: d.run(
+            admin_store.create_user(
+                crypto.new_id(), address, key, actor=store.CLI, now=int(time.time())
+            )
+        ),
     )
     print(f"{'created' if created else 'exists '} {user['id']} {user['email']}")
     return 0

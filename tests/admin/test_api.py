@@ -18,6 +18,7 @@ from tests.admin.conftest import KEY_NAME, Admin, add_key
 from tests.conftest import ClientFactory, FakeClock, RecordingTransport, mail_code, sign_in
 from tests.support.db import run_on
 from tests.support.wait import eventually
+from tests.support.web import sign_in_html
 
 EMAIL = "morgan@example.com"
 
@@ -223,3 +224,16 @@ def test_cursor_pagination_over_250_users_visits_each_once(admin: Admin, clock: 
         "/admin/api/users", params={"email": "user1", "limit": "200"}, headers=admin.headers()
     ).json()
     assert len(found["users"]) == 100 and found["next_cursor"] is None
+
+
+def test_a_disabled_user_is_told_so_on_the_code_page_and_offered_no_form(
+    admin: Admin, transport: RecordingTransport
+) -> None:
+    made = admin.client.post(
+        "/admin/api/users", headers=admin.headers(), json={"email": EMAIL}
+    ).json()
+    admin.client.post(f"/admin/api/users/{made['id']}/disable", headers=admin.headers())
+    page = sign_in_html(admin.client, transport, EMAIL)
+    assert page.status_code == 403
+    assert "has been disabled" in page.text and 'name="code"' not in page.text
+    assert "latch_session" not in page.cookies
