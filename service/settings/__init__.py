@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 from service.errors import ConfigError
 from service.settings.dkim import DkimSettings
 from service.settings.fields import Network, env, read_section, secret, url
+from service.settings.operator import OperatorSettings
 from service.settings.sections import (
     ALGORITHMS,
     LOGO_TYPES,
@@ -47,6 +48,7 @@ __all__ = [
     "LimitSettings",
     "MailSettings",
     "Network",
+    "OperatorSettings",
     "RuntimeSettings",
     "SessionSettings",
     "Settings",
@@ -79,6 +81,7 @@ class Settings:
     web: WebSettings = field(default_factory=WebSettings)
     brand: BrandSettings = field(default_factory=BrandSettings)
     runtime: RuntimeSettings = field(default_factory=RuntimeSettings)
+    operator: OperatorSettings = field(default_factory=OperatorSettings)
 
     @property
     def development(self) -> bool:
@@ -156,6 +159,7 @@ class Settings:
             self.web,
             self.brand,
             self.runtime,
+            self.operator,
         ):
             found.extend(section.validate())
         if not self.development:
@@ -246,6 +250,7 @@ def load_settings(environ: Mapping[str, str], *, require_key: bool = True) -> Se
         web=read_section(WebSettings, environ, problems),
         brand=read_section(BrandSettings, environ, problems),
         runtime=read_section(RuntimeSettings, environ, problems),
+        operator=read_section(OperatorSettings, environ, problems),
     )
     if not problems and not settings.secret_key and settings.development:
         settings = _with_dev_secret(settings)

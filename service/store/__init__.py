@@ -9,6 +9,18 @@ the submodules only keep each concept in a file of its own.
 
 from __future__ import annotations
 
+from service.store.audit import (
+    CLI,
+    SYSTEM,
+    WEBHOOK_EVENTS,
+    Actor,
+    Event,
+    list_events,
+    purge_events,
+    record,
+    record_alone,
+    tail_events,
+)
 from service.store.factors import (
     RECOVERY_CODE,
     TOTP,
@@ -52,6 +64,7 @@ from service.store.sessions import (
     Rotation,
     RotationState,
     SignIn,
+    end_user_sessions,
     get_session,
     list_sessions,
     purge,
@@ -90,6 +103,17 @@ __all__ = [
     "sync_second_factors",
     "use_recovery_code",
     "user_email",
+    "CLI",
+    "SYSTEM",
+    "WEBHOOK_EVENTS",
+    "Actor",
+    "Event",
+    "end_user_sessions",
+    "list_events",
+    "purge_events",
+    "record",
+    "record_alone",
+    "tail_events",
     "Attempt",
     "FlowState",
     "NewFlow",
