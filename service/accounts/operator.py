@@ -18,6 +18,7 @@ from service.addresses import parse_email
 from service.db import Database, Row
 from service.errors import InvalidRequestError, NotFoundError
 from service.settings import Settings
+from service.store import account as account_store
 from service.store import admin as admin_store
 from service.store import webhooks as hooks_store
 
@@ -125,11 +126,14 @@ class Operator:
         return row
 
     async def delete_user(self, user_id: str, actor: store.Actor) -> None:
-        """Delete a user and everything of theirs but their (address-free) audit events."""
-        ended = await self.db.run(admin_store.delete_user(user_id, actor=actor, now=self._now()))
-        if ended is None:
+        """Delete a user and everything of theirs but their (address-free) audit events: the
+        person's own deletion (store/account.py), so both remove the same tables."""
+        deleted = await self.db.run(
+            account_store.delete_account(user_id, actor=actor, now=self._now())
+        )
+        if deleted is None:
             raise NotFoundError("No such user.")
-        self.forget(*ended)
+        self.forget(*deleted.session_ids)
 
     async def sessions(self, user_id: str) -> list[Row]:
         """A user's live sessions, newest first."""

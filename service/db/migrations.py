@@ -180,6 +180,7 @@ MIGRATIONS: tuple[tuple[int, str, tuple[str, ...]], ...] = (
                 id TEXT PRIMARY KEY,
                 endpoint_id TEXT NOT NULL REFERENCES webhook_endpoints (id) ON DELETE CASCADE,
                 event TEXT NOT NULL,
+                user_id TEXT,
                 payload TEXT NOT NULL,
                 created_at BIGINT NOT NULL,
                 attempts INTEGER NOT NULL DEFAULT 0,
@@ -191,6 +192,8 @@ MIGRATIONS: tuple[tuple[int, str, tuple[str, ...]], ...] = (
             "CREATE INDEX webhook_outbox_due ON webhook_outbox (status, next_at)",
             "CREATE INDEX webhook_outbox_endpoint ON webhook_outbox (endpoint_id, id)",
             "CREATE INDEX webhook_outbox_created ON webhook_outbox (created_at)",
+            # A deletion blanks the address in the person's messages (store/webhooks.py).
+            "CREATE INDEX webhook_outbox_user ON webhook_outbox (user_id)",
             """CREATE TABLE webhook_attempts (
                 message_id TEXT NOT NULL REFERENCES webhook_outbox (id) ON DELETE CASCADE,
                 attempt INTEGER NOT NULL,

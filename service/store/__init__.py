@@ -10,6 +10,7 @@ the submodules only keep each concept in a file of its own.
 from __future__ import annotations
 
 from service.store.audit import (
+    ANONYMOUS,
     CLI,
     SYSTEM,
     WEBHOOK_EVENTS,
@@ -103,6 +104,7 @@ __all__ = [
     "sync_second_factors",
     "use_recovery_code",
     "user_email",
+    "ANONYMOUS",
     "CLI",
     "SYSTEM",
     "WEBHOOK_EVENTS",

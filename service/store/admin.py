@@ -1,5 +1,6 @@
 """The operator's use cases on users and admin keys (docs/design.md §14), each audited in its
-own transaction.
+own transaction. Deleting a user is the person's own deletion (store/account.py), by another
+actor.
 
 Disabling a user and ending their sessions is one transaction, after which every refresh finds
 its session revoked and /auth/check sees it within its one-second staleness; a sign-in racing
@@ -14,6 +15,7 @@ from urllib.parse import urlsplit
 from service.addresses import limit_key
 from service.db import Q, Row, UseCase, address_lock, replayable
 from service.store.audit import Actor, Event, record
+from service.store.factors import remove_all_factors
 from service.store.sessions import end_user_sessions
 from service.store.webhooks import add_endpoint, delete_endpoint
 
@@ -95,53 +97,10 @@ def set_disabled(
 
 
 @replayable
-def delete_user(user_id: str, *, actor: Actor, now: int) -> UseCase[list[str] | None]:
-    """Delete a user with their sessions, pending sign-ins, flows and failure count; the ids of
-    the sessions that were live, or None when there was no such user. The audit log keeps their
-    events, which never held the address."""
-    rows = yield Q("SELECT email_key FROM users WHERE id = :id", {"id": user_id})
-    if not rows:
-        return None
-    key = rows[0]["email_key"]
-    yield address_lock(limit_key(key))  # the lock a sign-in of this address takes
-    live = yield Q(
-        "SELECT id FROM sessions WHERE user_id = :id AND revoked_at IS NULL AND expires_at > :now",
-        {"id": user_id, "now": now},
-    )
-    # sessions and signins go with the row (ON DELETE CASCADE).
-    gone = yield Q("DELETE FROM users WHERE id = :id RETURNING id", {"id": user_id})
-    if not gone:
-        return None
-    yield Q("DELETE FROM login_flows WHERE email_key = :k", {"k": key})
-    yield Q("DELETE FROM address_failures WHERE email_key = :k", {"k": key})
-    yield from record(
-        Event.USER_DELETED,
-        actor=actor,
-        now=now,
-        user_id=user_id,
-        details={"sessions_ended": len(live)},
-    )
-    return [row["id"] for row in live]
-
-
-@replayable
 def reset_factors(user_id: str, *, actor: Actor, now: int) -> UseCase[list[str] | None]:
-    """Remove every second factor of a user (they sign in with the email step alone); the
-    methods removed, or None when there is no such user."""
-    rows = yield Q("SELECT second_factors FROM users WHERE id = :id", {"id": user_id})
-    if not rows:
-        return None
-    methods: list[str] = rows[0]["second_factors"].split()
-    if methods:
-        yield Q("UPDATE users SET second_factors = '' WHERE id = :id", {"id": user_id})
-        yield from record(
-            Event.FACTOR_REMOVED,
-            actor=actor,
-            now=now,
-            user_id=user_id,
-            details={"methods": methods, "reason": "admin_reset"},
-        )
-    return methods
+    """Remove every second factor of a user, their rows included (they sign in with the email
+    step alone); the methods removed, or None when there is no such user."""
+    return (yield from remove_all_factors(user_id, reason="admin_reset", actor=actor, now=now))
 
 
 @replayable

@@ -41,6 +41,14 @@ class Event(StrEnum):
     WEBHOOK_CREATED = "webhook.created"
     WEBHOOK_DELETED = "webhook.deleted"
     ADMIN_READ = "admin.read"
+    # The person's side (§11, §13, §14): in the log, not offered to webhooks.
+    RECOVERY_CODE_USED = "recovery_code.used"
+    RECOVERY_CODES_REPLACED = "recovery_codes.replaced"
+    STEP_UP_PASSED = "step_up.passed"
+    STEP_UP_FAILED = "step_up.failed"
+    NEW_DEVICE_NOTICE = "notice.new_device"
+    CONSENT_GRANTED = "consent.granted"
+    CONSENT_REVOKED = "consent.revoked"
 
 
 # What a webhook endpoint may subscribe to (docs/design.md §14).
@@ -120,7 +128,7 @@ def record(
         data: dict[str, Any] = {"user_id": user_id, **(details or {})}
         if email is not None:
             data["email"] = email
-        yield from enqueue(str(event), message_id=eid, data=data, now=now)
+        yield from enqueue(str(event), message_id=eid, user_id=user_id, data=data, now=now)
 
 
 @replayable

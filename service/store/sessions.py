@@ -138,7 +138,7 @@ def revoke_session(
         {"id": session_id, "uid": user_id, "now": now},
     )
     if rows:
-        yield from _revoked(rows, actor, now, reason)
+        yield from revoked(rows, actor, now, reason)
     return bool(rows)
 
 
@@ -158,12 +158,13 @@ def end_user_sessions(user_id: str, now: int, *, actor: Actor, reason: str) -> U
         {"uid": user_id, "now": now},
     )
     if rows:
-        yield from _revoked(rows, actor, now, reason)
+        yield from revoked(rows, actor, now, reason)
     return [row["id"] for row in rows]
 
 
-def _revoked(rows: list[Row], actor: Actor, now: int, reason: str) -> UseCase[None]:
-    """One audit event (and webhook) for the sessions of one user just revoked."""
+def revoked(rows: list[Row], actor: Actor, now: int, reason: str) -> UseCase[None]:
+    """One audit event (and webhook) for the sessions of one user just revoked (each row: its
+    `id` and `user_id`); a part of every use case that revokes."""
     yield from record(
         Event.SESSION_REVOKED,
         actor=actor,
@@ -262,7 +263,7 @@ def rotate_refresh(
     )
     if theft:
         # Recorded with the presenter's address: the one place a thief shows where they are.
-        yield from _revoked(theft, actor, now, "refresh_reuse")
+        yield from revoked(theft, actor, now, "refresh_reuse")
     return Rotation(RotationState.THEFT, session_id=row["id"], user_id=row["user_id"])
 
 

@@ -22,21 +22,27 @@ _ENDPOINT = "id, url, events, created_at"
 _DELIVERY = "id, endpoint_id, event, created_at, attempts, next_at, status, delivered_at"
 
 
-def enqueue(event: str, *, message_id: str, data: Mapping[str, Any], now: int) -> UseCase[None]:
-    """Queue `event` for every live endpoint subscribed to it (one INSERT … SELECT)."""
+def enqueue(
+    event: str, *, message_id: str, user_id: str | None, data: Mapping[str, Any], now: int
+) -> UseCase[None]:
+    """Queue `event` for every live endpoint subscribed to it (one INSERT … SELECT).
+
+    `user_id` is kept on the row so that a deletion can find the person's messages and blank
+    the address some of them carry (`forget_user`)."""
     payload = {
         "type": event,
         "timestamp": datetime.fromtimestamp(now, UTC).isoformat().replace("+00:00", "Z"),
         "data": dict(data),
     }
     yield Q(
-        "INSERT INTO webhook_outbox (id, endpoint_id, event, payload, created_at, attempts,"
-        " next_at, lease_until, status, delivered_at) SELECT :mid || '_' || e.id, e.id,"
-        " :event, :payload, :now, 0, :now, 0, 'pending', NULL FROM webhook_endpoints e"
+        "INSERT INTO webhook_outbox (id, endpoint_id, event, user_id, payload, created_at,"
+        " attempts, next_at, lease_until, status, delivered_at) SELECT :mid || '_' || e.id,"
+        " e.id, :event, :uid, :payload, :now, 0, :now, 0, 'pending', NULL FROM webhook_endpoints e"
         " WHERE e.deleted_at IS NULL AND (' ' || e.events || ' ') LIKE :pattern",
         {
             "mid": message_id,
             "event": event,
+            "uid": user_id,
             "payload": json.dumps(payload, separators=(",", ":")),
             "now": now,
             "pattern": f"% {event} %",
@@ -101,6 +107,27 @@ def delete_endpoint(endpoint_id: str, now: int) -> UseCase[bool]:
             {"id": endpoint_id},
         )
     return bool(rows)
+
+
+def forget_user(user_id: str) -> UseCase[int]:
+    """Blank the address in a deleted person's messages (user.created, login.succeeded and
+    email.changed carry one), delivered or not; a part of the deletion. How many changed.
+
+    A message still pending goes out without it (the user.deleted that follows names the same
+    id): the deletion is the person's to ask for, and a receiver has had the address since it
+    was first sent. The rows stay for the admin API's view of deliveries until purged."""
+    rows = yield Q("SELECT id, payload FROM webhook_outbox WHERE user_id = :uid", {"uid": user_id})
+    changed = 0
+    for row in rows:
+        payload = json.loads(row["payload"])
+        if payload.get("data", {}).pop("email", None) is None:
+            continue
+        yield Q(
+            "UPDATE webhook_outbox SET payload = :payload WHERE id = :id",
+            {"id": row["id"], "payload": json.dumps(payload, separators=(",", ":"))},
+        )
+        changed += 1
+    return changed
 
 
 @replayable
