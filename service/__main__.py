@@ -1,4 +1,5 @@
-"""Command line: serve (default), migrate, users, keys, sessions, clients, purge."""
+"""Command line: serve (default), migrate, users, keys, sessions, clients, purge, admin-keys,
+audit."""
 
 from __future__ import annotations
 
@@ -11,10 +12,13 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from service import crypto, db, store
+from service.accounts import commands
+from service.accounts.housekeeping import purge_all
 from service.addresses import parse_email
 from service.errors import ConfigError, ServiceError
 from service.logs import configure_logging
 from service.settings import Settings, load_settings, read_environment
+from service.store import admin as admin_store
 from service.store import oauth as store_oauth
 
 
@@ -30,6 +34,27 @@ def _parser() -> argparse.ArgumentParser:
         dest="action", required=True
     )
     users.add_parser("add", help="create a user").add_argument("email")
+    for action, what in (
+        ("disable", "end every session and refuse sign-ins"),
+        ("enable", "allow sign-ins again"),
+        ("delete", "delete the user (their audit events stay, address-free)"),
+    ):
+        users.add_parser(action, help=what).add_argument("email")
+    keys_admin = sub.add_parser("admin-keys", help="manage admin API keys").add_subparsers(
+        dest="action", required=True
+    )
+    create = keys_admin.add_parser("create", help="make a key (printed once)")
+    create.add_argument("name")
+    create.add_argument("--json", action="store_true", help='print {"name", "key"}')
+    keys_admin.add_parser("list", help="list keys (never the keys themselves)")
+    keys_admin.add_parser("revoke", help="revoke a key at once").add_argument("name")
+    audit = sub.add_parser("audit", help="the audit log").add_subparsers(
+        dest="action", required=True
+    )
+    tail = audit.add_parser("tail", help="the latest events, oldest first")
+    tail.add_argument("-n", "--lines", type=int, default=20)
+    tail.add_argument("-f", "--follow", action="store_true", help="keep printing new events")
+    tail.add_argument("--json", action="store_true", help="one JSON object per line")
     keys = sub.add_parser("keys", help="manage signing keys").add_subparsers(
         dest="action", required=True
     )
@@ -139,7 +164,11 @@ def _users_add(settings: Settings, email: str) -> int:
     address, key = parse_email(email, settings.signin.allowed_email_domains)
     user, created = _run_db(
         settings,
-        lambda d, _: d.run(store.add_user(crypto.new_id(), address, key, int(time.time()))),
+        lambda d, _: d.run(
+            admin_store.create_user(
+                crypto.new_id(), address, key, actor=store.CLI, now=int(time.time())
+            )
+        ),
     )
     print(f"{'created' if created else 'exists '} {user['id']} {user['email']}")
     return 0
@@ -153,7 +182,9 @@ def _sessions_revoke(settings: Settings, email: str) -> int:
         if user is None:
             print("no such user", file=sys.stderr)
             return 1
-        ended = await database.run(store.revoke_user_sessions(user["id"], int(time.time())))
+        ended = await database.run(
+            store.revoke_user_sessions(user["id"], int(time.time()), actor=store.CLI)
+        )
         print(f"revoked {len(ended)} session(s)")
         return 0
 
@@ -309,10 +340,18 @@ def main(argv: list[str] | None = None) -> int:
             done = f"applied {applied}" if applied else "nothing to apply"
             print(f"migrations: {done}; the database is at the latest schema")
         elif command == "purge":
-            counts = _run_db(settings, lambda d, _: d.run(store.purge(int(time.time()), 86400)))
+            counts = _run_db(settings, lambda d, _: purge_all(d, settings, int(time.time())))
             print(counts)
-        elif command == "users":
+        elif command == "users" and args.action == "add":
             return _users_add(settings, args.email)
+        elif command == "users":
+            return commands.users(settings, args.action, args.email)
+        elif command == "admin-keys":
+            return commands.admin_keys(
+                settings, args.action, getattr(args, "name", None), getattr(args, "json", False)
+            )
+        elif command == "audit":
+            return commands.audit_tail(settings, args.lines, args.follow, args.json)
         elif command == "sessions":
             return _sessions_revoke(settings, args.email)
         elif command == "keys":

@@ -7,7 +7,6 @@ import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Callable, Iterable
-from typing import Any
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -17,11 +16,15 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Match, Route
 
-from service import api, crypto, db, oidc, store
+from service import admin, api, crypto, db, oidc
+from service.accounts.housekeeping import purge_all
+from service.accounts.operator import Operator, webhook_seal_key
+from service.admin import openapi as admin_openapi
 from service.crypto import Keys
 from service.db import Database, open_database
 from service.delivery.mail import Mailer
 from service.delivery.transports import Transport, default_transport
+from service.delivery.webhooks import WebhookSender
 from service.errors import ConfigError, MethodNotAllowedError, NotFoundError, ServiceError
 from service.pages import render as pages_render
 from service.pages import security as pages_security
@@ -30,7 +33,6 @@ from service.settings import Settings
 from service.signin.sessions import Sessions
 from service.signin.steps import SecondFactor
 from service.signin.wiring import build_signin
-from service.store import oauth
 from service.tokens import AlgorithmMismatchError, Keyring, ensure_key
 from service.web.metrics import AccessLogMiddleware, Metrics
 from service.web.public_cors import PublicCorsMiddleware
@@ -45,8 +47,6 @@ from service.web.timeouts import BodyTimeoutMiddleware
 
 log = logging.getLogger("latch")
 KEY_RELOAD_INTERVAL = 5.0
-# Flows are kept as long as the longest limit window, so that limits can be counted.
-FLOW_RETENTION = 86400
 CLIENT_CLOSED = 499
 
 
@@ -100,6 +100,7 @@ def create_app(
         second_factors=second_factors,
         forget=sessions.forget,
     )
+    webhooks = WebhookSender(settings, database, webhook_seal_key(settings), clock)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -109,6 +110,7 @@ def create_app(
         if applied:
             log.info("migrations applied: %s", applied)
         mailer.start()
+        webhooks.start()
         tasks = [
             asyncio.create_task(
                 _reload_keys(keyring, settings.tokens.keys_reload_interval), name="latch-keys"
@@ -121,6 +123,7 @@ def create_app(
             # Notices go before the mail queue drains: a notice's send enqueues a mail.
             await signin.notices.drain(settings.runtime.shutdown_grace)
             await mailer.drain(settings.runtime.shutdown_grace)
+            await webhooks.stop()
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
@@ -133,6 +136,8 @@ def create_app(
             claim_prefix("/api", api.surface),
             *tag_routes(oidc.api_routes, oidc.api_surface),
             *tag_routes(oidc.page_routes, oidc.pages_surface),
+            *tag_routes(admin.routes, admin.surface),
+            claim_prefix(admin.PREFIX, admin.surface),
             *tag_routes([*pages_security.routes, *pages_signin.routes], pages_render.surface),
         ],
         middleware=[
@@ -176,6 +181,8 @@ def create_app(
             address=signin.address,
             metrics=metrics,
             clock=clock,
+            operator=Operator(settings, database, clock, forget=sessions.forget),
+            openapi_parts=(admin_openapi.part(),),
         ),
     )
     oidc.attach(app, settings, database, keyring, clock)
@@ -278,8 +285,7 @@ async def _purge(database: Database, settings: Settings, clock: Callable[[], flo
     while True:
         await asyncio.sleep(settings.storage.purge_interval)
         try:
-            counts: dict[str, Any] = await database.run(store.purge(int(clock()), FLOW_RETENTION))
-            counts.update(await database.run(oauth.purge_oauth(int(clock()), FLOW_RETENTION)))
+            counts = await purge_all(database, settings, int(clock()))
             log.info("purge: %s", counts)
         except ServiceError as e:
             log.warning("purge skipped: %s", e.message)

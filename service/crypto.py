@@ -39,6 +39,7 @@ class Keys:
     jwt_hmac: bytes
     totp_seal: bytes
     recovery: bytes
+    webhook_seal: bytes
 
     @classmethod
     def from_secret(cls, secret_key: bytes) -> Keys:
@@ -51,6 +52,7 @@ class Keys:
             jwt_hmac=derive_subkey(secret_key, "jwt-hs256"),
             totp_seal=derive_subkey(secret_key, "totp-seal"),
             recovery=derive_subkey(secret_key, "recovery-code-hash"),
+            webhook_seal=derive_subkey(secret_key, "webhook-seal"),
         )
 
 
@@ -100,7 +102,8 @@ def seal(key: bytes, plaintext: bytes, bound_to: str) -> str:
     """AES-256-GCM under `key` with a fresh 96-bit nonce; `bound_to` (e.g. the user id) is the
     associated data, so a sealed value copied into another row does not open there.
 
-    For secrets Latch must read back (TOTP secrets), where a hash will not do: a leaked
+    For secrets Latch must read back (TOTP secrets, webhook signing secrets bound to their
+    endpoint's id), where a hash will not do: a leaked
     database alone holds only ciphertext, and the key lives outside it (SECRET_KEY).
     """
     nonce = secrets.token_bytes(_NONCE)

@@ -13,6 +13,7 @@ class ErrorCode(StrEnum):
     INVALID_PASSKEY = "invalid_passkey"
     UNAUTHENTICATED = "unauthenticated"
     FORBIDDEN_ORIGIN = "forbidden_origin"
+    ACCOUNT_DISABLED = "account_disabled"
     CSRF = "csrf"
     STEP_UP_REQUIRED = "step_up_required"
     NOT_FOUND = "not_found"
@@ -106,6 +107,16 @@ class ForbiddenOriginError(ServiceError):
     code = ErrorCode.FORBIDDEN_ORIGIN
     status = 403
     message = "Requests from this origin are not allowed."
+
+
+class AccountDisabledError(ServiceError):
+    """The sign-in was right, but an operator has disabled the account (docs/design.md §14).
+
+    Said plainly: only someone who could read the account's mail gets this far."""
+
+    code = ErrorCode.ACCOUNT_DISABLED
+    status = 403
+    message = "This account has been disabled. Contact the service's administrator."
 
 
 class CsrfError(ServiceError):

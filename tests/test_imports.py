@@ -25,6 +25,7 @@ RANKS = {
     "admin": 7,
     "web": 6,
     "signin": 5,
+    "accounts": 5,
     "delivery": 4,
     "store": 3,
     "db": 2,

@@ -11,7 +11,7 @@ from starlette.routing import Route
 
 from service.api.common import read_json, text_field
 from service.web.cookies import clear_session_cookies
-from service.web.identity import current_identity
+from service.web.identity import client, current_identity
 from service.web.state import app_state
 
 
@@ -38,7 +38,10 @@ async def delete_account(request: Request) -> Response:
     body = await read_json(request, state.settings)
     identity = await current_identity(request)  # before the body, as api/factors.py
     confirm = text_field(body, "confirm") or ""
-    await state.account.delete(identity, confirm=confirm, email=await _email_of(request))
+    ip, ua = client(request)
+    await state.account.delete(
+        identity, confirm=confirm, email=await _email_of(request), ip=ip, user_agent=ua
+    )
     response = Response(status_code=204)
     clear_session_cookies(response, state.settings)
     return response

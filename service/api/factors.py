@@ -72,7 +72,8 @@ async def totp_confirm(request: Request) -> Response:
     # challenge, whatever its body (RFC 9110 §15.5.2).
     identity = await current_identity(request)
     code = text_field(body, "code") or ""
-    confirmed = await state.account_factors.confirm_totp(identity, code)
+    ip, ua = client(request)
+    confirmed = await state.account_factors.confirm_totp(identity, code, ip=ip, user_agent=ua)
     codes = confirmed.recovery_codes
     return JSONResponse({"recovery_codes": codes} if codes else {})
 
@@ -83,7 +84,8 @@ async def totp_delete(request: Request) -> Response:
     if not origin_allowed(request.headers.get("origin"), state.settings):
         raise ForbiddenOriginError()
     identity = await current_identity(request)
-    await state.account_factors.remove_totp(identity)
+    ip, ua = client(request)
+    await state.account_factors.remove_totp(identity, ip=ip, user_agent=ua)
     return Response(status_code=204)
 
 
@@ -92,7 +94,8 @@ async def recovery_regenerate(request: Request) -> Response:
     state = app_state(request)
     await read_json(request, state.settings)
     identity = await current_identity(request)
-    codes = await state.account_factors.regenerate_recovery_codes(identity)
+    ip, ua = client(request)
+    codes = await state.account_factors.regenerate_recovery_codes(identity, ip=ip, user_agent=ua)
     return JSONResponse({"recovery_codes": codes})
 
 
@@ -103,7 +106,8 @@ async def step_up(request: Request) -> Response:
     identity = await current_identity(request)  # before the body, as totp_confirm
     method = text_field(body, "method") or ""
     code = text_field(body, "code") or ""
-    token = await state.account_factors.step_up(identity, method, code)
+    ip, ua = client(request)
+    token = await state.account_factors.step_up(identity, method, code, ip=ip, user_agent=ua)
     stepped = state.sessions.verify_token(token)
     response = JSONResponse({"aal": int(stepped.aal), "auth_time": state.account_factors.now()})
     set_access_cookie(response, state.settings, token)

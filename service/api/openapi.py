@@ -9,6 +9,7 @@ tests/api/test_openapi_clients.py generates three clients from it and signs in w
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from service.api.schemas import INT, SCHEMAS, STR, ref
@@ -442,8 +443,19 @@ def _passkey_paths(first_step: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def build_spec(settings: Settings) -> dict[str, Any]:
-    """The OpenAPI document for this Latch (its URL and cookie names)."""
+def build_spec(settings: Settings, parts: Iterable[Mapping[str, Any]] = ()) -> dict[str, Any]:
+    """The OpenAPI document for this Latch (its URL and cookie names), with the `parts` (paths,
+    schemas, security schemes) of the other JSON surfaces (the admin API), which may not import
+    this module."""
+    paths = _paths()
+    components: dict[str, Any] = {
+        "schemas": dict(SCHEMAS),
+        "securitySchemes": _security_schemes(settings),
+    }
+    for part in parts:
+        paths.update(part.get("paths", {}))
+        components["schemas"].update(part.get("schemas", {}))
+        components["securitySchemes"].update(part.get("securitySchemes", {}))
     return {
         "openapi": "3.1.0",
         "info": {
@@ -452,6 +464,6 @@ def build_spec(settings: Settings) -> dict[str, Any]:
             "description": "Passwordless sign-in: a mailed code or link, a JWT in a cookie.",
         },
         "servers": [{"url": settings.public_url}],
-        "paths": _paths(),
-        "components": {"schemas": SCHEMAS, "securitySchemes": _security_schemes(settings)},
+        "paths": paths,
+        "components": components,
     }

@@ -15,7 +15,7 @@ from service.errors import ForbiddenOriginError, InvalidRequestError, NotFoundEr
 from service.signin.access import Authenticated
 from service.signin.refresh import RefreshRefusedError
 from service.web.cookies import clear_session_cookies, set_session_cookies
-from service.web.identity import current_identity
+from service.web.identity import client, current_identity
 from service.web.security import origin_allowed, safe_next
 from service.web.state import app_state
 
@@ -29,7 +29,8 @@ async def logout(request: Request) -> Response:
     if not isinstance(everywhere, bool):
         raise InvalidRequestError("`all` must be true or false.", field="all")
     identity = await current_identity(request)
-    await sessions.logout(identity, everywhere=everywhere)
+    ip, ua = client(request)
+    await sessions.logout(identity, everywhere=everywhere, ip=ip, user_agent=ua)
     response = Response(status_code=204)
     clear_session_cookies(response, settings)
     return response
@@ -44,8 +45,11 @@ async def session(request: Request) -> Response:
 async def _rotate(request: Request) -> Authenticated:
     """Refresh with this browser's refresh cookie; a detected theft drops the cached session."""
     state = app_state(request)
+    ip, ua = client(request)
     try:
-        return await state.refresher.refresh(request.cookies.get(state.settings.refresh_cookie))
+        return await state.refresher.refresh(
+            request.cookies.get(state.settings.refresh_cookie), ip=ip, user_agent=ua
+        )
     except RefreshRefusedError as e:
         if e.revoked:
             state.sessions.forget(e.revoked)
@@ -99,7 +103,8 @@ async def session_delete(request: Request) -> Response:
     if not origin_allowed(request.headers.get("origin"), settings):
         raise ForbiddenOriginError()
     identity = await current_identity(request)
-    if not await sessions.revoke(identity, request.path_params["session_id"]):
+    ip, ua = client(request)
+    if not await sessions.revoke(identity, request.path_params["session_id"], ip=ip, user_agent=ua):
         raise NotFoundError("No such session.")
     return Response(status_code=204)
 

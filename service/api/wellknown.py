@@ -45,7 +45,8 @@ async def jwks(request: Request) -> Response:
 
 async def openapi(request: Request) -> Response:
     """GET /openapi.json: the JSON API described as OpenAPI 3."""
-    spec = build_spec(app_state(request).settings)
+    state = app_state(request)
+    spec = build_spec(state.settings, parts=state.openapi_parts)
     return JSONResponse(spec, headers={"Cache-Control": "public, max-age=300"})
 
 

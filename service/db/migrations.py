@@ -135,6 +135,76 @@ MIGRATIONS: tuple[tuple[int, str, tuple[str, ...]], ...] = (
         ),
     ),
     (
+        4,
+        "the operator's side: audit log, disabled users, admin keys, webhooks and their outbox",
+        (
+            # Set while an operator has disabled the user: no sign-in, no refresh (§14).
+            "ALTER TABLE users ADD COLUMN disabled_at BIGINT",
+            # Ids are time-ordered (hex nanoseconds, then random), so "newest first" is the
+            # primary key's order and a cursor is the last id seen. No foreign key on
+            # user_id: the events outlive the user (a deletion keeps them, address-free).
+            """CREATE TABLE audit_events (
+                id TEXT PRIMARY KEY,
+                at BIGINT NOT NULL,
+                event TEXT NOT NULL,
+                user_id TEXT,
+                actor TEXT NOT NULL,
+                ip TEXT NOT NULL,
+                user_agent TEXT NOT NULL,
+                details TEXT NOT NULL
+            )""",
+            "CREATE INDEX audit_events_at ON audit_events (at)",
+            "CREATE INDEX audit_events_user ON audit_events (user_id, id)",
+            "CREATE INDEX audit_events_event ON audit_events (event, id)",
+            # Only a SHA-256 of each key is kept; the key is shown once, at creation.
+            """CREATE TABLE admin_keys (
+                id TEXT PRIMARY KEY,
+                name TEXT NOT NULL UNIQUE,
+                key_hash TEXT NOT NULL UNIQUE,
+                created_at BIGINT NOT NULL,
+                last_used_at BIGINT,
+                revoked_at BIGINT
+            )""",
+            # events: space-separated event types; secret: sealed (AES-GCM under a subkey of
+            # SECRET_KEY), since signing needs it back.
+            """CREATE TABLE webhook_endpoints (
+                id TEXT PRIMARY KEY,
+                url TEXT NOT NULL,
+                events TEXT NOT NULL,
+                secret TEXT NOT NULL,
+                created_at BIGINT NOT NULL,
+                deleted_at BIGINT
+            )""",
+            # The outbox: one row per (event, endpoint), written in the action's transaction.
+            """CREATE TABLE webhook_outbox (
+                id TEXT PRIMARY KEY,
+                endpoint_id TEXT NOT NULL REFERENCES webhook_endpoints (id) ON DELETE CASCADE,
+                event TEXT NOT NULL,
+                user_id TEXT,
+                payload TEXT NOT NULL,
+                created_at BIGINT NOT NULL,
+                attempts INTEGER NOT NULL DEFAULT 0,
+                next_at BIGINT NOT NULL,
+                lease_until BIGINT NOT NULL DEFAULT 0,
+                status TEXT NOT NULL,
+                delivered_at BIGINT
+            )""",
+            "CREATE INDEX webhook_outbox_due ON webhook_outbox (status, next_at)",
+            "CREATE INDEX webhook_outbox_endpoint ON webhook_outbox (endpoint_id, id)",
+            "CREATE INDEX webhook_outbox_created ON webhook_outbox (created_at)",
+            # A deletion blanks the address in the person's messages (store/webhooks.py).
+            "CREATE INDEX webhook_outbox_user ON webhook_outbox (user_id)",
+            """CREATE TABLE webhook_attempts (
+                message_id TEXT NOT NULL REFERENCES webhook_outbox (id) ON DELETE CASCADE,
+                attempt INTEGER NOT NULL,
+                at BIGINT NOT NULL,
+                status INTEGER,
+                error TEXT,
+                PRIMARY KEY (message_id, attempt)
+            )""",
+        ),
+    ),
+    (
         5,
         "OpenID Connect provider: clients, pending requests, grants, consents",
         (

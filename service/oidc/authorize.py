@@ -37,6 +37,7 @@ from service.oidc.provider import Next, SessionInfo
 from service.oidc.render import error_page, page
 from service.oidc.state import oidc_state
 from service.web import csrf
+from service.web.identity import client as client_of
 from service.web.identity import current_identity
 from service.web.state import app_state
 
@@ -211,7 +212,8 @@ async def consent_submit(request: Request) -> Response:
             parsed.redirect_uri, "access_denied", "the person said no", parsed.state
         )
         return RedirectResponse(url, status_code=303)
-    await provider.consent(parsed, session)
+    ip, ua = client_of(request)
+    await provider.consent(parsed, session, ip=ip, user_agent=ua)
     # The consent is given; the rest of the request is judged again (prompt=consent is met).
     parsed = replace(parsed, prompt=tuple(p for p in parsed.prompt if p != "consent"))
     decision = await provider.decide(parsed, client, session, stored_at=stored_at)

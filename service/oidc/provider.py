@@ -24,7 +24,7 @@ from service.db import Database
 from service.oidc.clients import Client
 from service.oidc.params import AuthorizationRequest
 from service.settings import Settings
-from service.store import oauth
+from service.store import Actor, oauth
 
 CODE_TTL = 60
 # Long enough to receive a code, open the mail and pass a second step; the flow itself
@@ -142,11 +142,22 @@ class Provider:
             return None
         return AuthorizationRequest.from_json(row["params"]), int(row["created_at"])
 
-    async def consent(self, request: AuthorizationRequest, session: SessionInfo) -> None:
-        """Remember that the person allowed this client these scopes."""
+    async def consent(
+        self,
+        request: AuthorizationRequest,
+        session: SessionInfo,
+        *,
+        ip: str = "",
+        user_agent: str = "",
+    ) -> None:
+        """Remember that the person allowed this client these scopes (audited)."""
         await self.db.run(
             oauth.save_consent(
-                session.user_id, request.client_id, " ".join(request.scope), self.now()
+                session.user_id,
+                request.client_id,
+                " ".join(request.scope),
+                self.now(),
+                actor=Actor("user", ip, user_agent),
             )
         )
 

@@ -123,7 +123,8 @@ async def revoke_submit(request: Request) -> Response:
         identity = await current_identity(request)
     except UnauthenticatedError:
         return redirect(ACCOUNT_LOGIN)
-    await sessions.revoke(identity, request.path_params["session_id"])
+    ip, ua = client(request)
+    await sessions.revoke(identity, request.path_params["session_id"], ip=ip, user_agent=ua)
     return redirect("/account?revoked=1")
 
 
@@ -138,7 +139,8 @@ async def logout_submit(request: Request) -> Response:
     except UnauthenticatedError:
         identity = None  # already signed out: clearing the cookies is all that is left
     if identity is not None:
-        await sessions.logout(identity, everywhere=everywhere)
+        ip, ua = client(request)
+        await sessions.logout(identity, everywhere=everywhere, ip=ip, user_agent=ua)
     response = redirect("/login")
     clear_session_cookies(response, settings)
     return response

@@ -95,7 +95,8 @@ async def confirm_submit(request: Request) -> Response:
     except UnauthenticatedError:
         return redirect("/login?" + urlencode({"next": CONFIRM_PATH}))
     try:
-        await state.address.confirm_code(identity, csrf.field(form, "code"))
+        ip, ua = client(request)
+        await state.address.confirm_code(identity, csrf.field(form, "code"), ip=ip, user_agent=ua)
     except ServiceError as e:
         return await _code_page(request, e)
     return redirect(AFTER_CHANGE)
@@ -117,7 +118,8 @@ async def link_submit(request: Request) -> Response:
     form = await csrf.read_form(request)
     token = _token(csrf.field(form, "t"))
     try:
-        moved = await app_state(request).address.confirm_link(token)
+        ip, ua = client(request)
+        moved = await app_state(request).address.confirm_link(token, ip=ip, user_agent=ua)
     except ServiceError as e:
         return render(
             request,

@@ -11,6 +11,7 @@ from service.pages.recent import current_email, recent_or_step_up, step_up_redir
 from service.pages.render import render
 from service.web import csrf
 from service.web.cookies import clear_session_cookies
+from service.web.identity import client
 from service.web.state import app_state
 
 DELETE_PATH = "/account/delete"
@@ -33,7 +34,10 @@ async def delete_submit(request: Request) -> Response:
         return identity
     email = await current_email(request, identity)
     try:
-        await state.account.delete(identity, confirm=csrf.field(form, "confirm"), email=email)
+        ip, ua = client(request)
+        await state.account.delete(
+            identity, confirm=csrf.field(form, "confirm"), email=email, ip=ip, user_agent=ua
+        )
     except StepUpRequiredError:  # the step aged out while the form was open
         return step_up_redirect(DELETE_PATH)
     except InvalidRequestError as e:

@@ -12,6 +12,7 @@ from service.errors import InvalidLinkError
 from service.pages.render import render
 from service.signin.notices import NOT_ME_PATH
 from service.web import csrf
+from service.web.identity import client
 from service.web.state import app_state
 
 
@@ -32,8 +33,9 @@ async def not_me_submit(request: Request) -> Response:
     """POST /account/not-me: spend the link, sign out that session (`all=1`: every one)."""
     form = await csrf.read_form(request)
     everywhere = csrf.field(form, "all") == "1"
+    ip, ua = client(request)
     ended = await app_state(request).device_notices.use(
-        _token(csrf.field(form, "t")), everywhere=everywhere
+        _token(csrf.field(form, "t")), everywhere=everywhere, ip=ip, user_agent=ua
     )
     return render(request, "not_me_done.html", forms=False, everywhere=everywhere, ended=ended)
 

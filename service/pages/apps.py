@@ -13,9 +13,9 @@ from starlette.routing import BaseRoute, Route
 from service.errors import UnauthenticatedError
 from service.pages.render import redirect
 from service.signin.sessions import Identity
-from service.store import oauth
+from service.store import Actor, oauth
 from service.web import csrf
-from service.web.identity import current_identity
+from service.web.identity import client, current_identity
 from service.web.state import AppState, app_state
 
 
@@ -42,7 +42,11 @@ async def revoke_app_submit(request: Request) -> Response:
     except UnauthenticatedError:
         return redirect("/login?next=/account")
     client_id = request.path_params["client_id"][:64]
-    await state.database.run(oauth.revoke_app(identity.user_id, client_id, int(state.clock())))
+    ip, ua = client(request)
+    actor = Actor("user", ip, ua)
+    await state.database.run(
+        oauth.revoke_app(identity.user_id, client_id, int(state.clock()), actor=actor)
+    )
     return redirect("/account?app_revoked=1")
 
 

@@ -138,7 +138,10 @@ async def totp_confirm(request: Request) -> Response:
         return redirect(ACCOUNT_LOGIN)
     factors = state.account_factors
     try:
-        confirmed = await factors.confirm_totp(identity, csrf.field(form, "code"))
+        ip, ua = client(request)
+        confirmed = await factors.confirm_totp(
+            identity, csrf.field(form, "code"), ip=ip, user_agent=ua
+        )
     except StepUpRequiredError:
         return _step_up()
     except InvalidRequestError as e:
@@ -163,7 +166,8 @@ async def totp_remove(request: Request) -> Response:
     if identity is None:
         return redirect(ACCOUNT_LOGIN)
     try:
-        await state.account_factors.remove_totp(identity)
+        ip, ua = client(request)
+        await state.account_factors.remove_totp(identity, ip=ip, user_agent=ua)
     except StepUpRequiredError:
         return _step_up()
     return redirect(SECURITY + "?done=removed")
@@ -177,7 +181,10 @@ async def recovery_regenerate(request: Request) -> Response:
     if identity is None:
         return redirect(ACCOUNT_LOGIN)
     try:
-        codes = await state.account_factors.regenerate_recovery_codes(identity)
+        ip, ua = client(request)
+        codes = await state.account_factors.regenerate_recovery_codes(
+            identity, ip=ip, user_agent=ua
+        )
     except StepUpRequiredError:
         return _step_up()
     return codes_page(request, codes, SECURITY)
@@ -210,8 +217,9 @@ async def step_up_submit(request: Request) -> Response:
     if identity is None:
         return redirect("/login?" + urlencode({"next": next_url}))
     try:
+        ip, ua = client(request)
         token = await state.account_factors.step_up(
-            identity, csrf.field(form, "method"), csrf.field(form, "code")
+            identity, csrf.field(form, "method"), csrf.field(form, "code"), ip=ip, user_agent=ua
         )
     except (InvalidCodeError, InvalidRequestError) as e:
         return await step_up_page(request, e)

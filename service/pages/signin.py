@@ -17,6 +17,7 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from service.errors import (
+    AccountDisabledError,
     FlowDeadError,
     FlowExpiredError,
     FlowUsedError,
@@ -52,7 +53,12 @@ from service.web.state import AppState, app_state
 log = logging.getLogger("latch.web")
 
 # A flow that can no longer take a code, and what the code page says about it.
-ENDED = {"used": FlowUsedError, "expired": FlowExpiredError, "dead": FlowDeadError}
+ENDED = {
+    "used": FlowUsedError,
+    "expired": FlowExpiredError,
+    "dead": FlowDeadError,
+    "disabled": AccountDisabledError,
+}
 
 
 def _browser_flow(request: Request, state: AppState) -> str | None:

@@ -19,6 +19,7 @@ from service.errors import ConfigError
 from service.settings.dkim import DkimSettings
 from service.settings.fields import Network, env, read_section, secret, url
 from service.settings.passkeys import PasskeySettings
+from service.settings.operator import OperatorSettings
 from service.settings.sections import (
     ALGORITHMS,
     LOGO_TYPES,
@@ -49,6 +50,7 @@ __all__ = [
     "MailSettings",
     "Network",
     "PasskeySettings",
+    "OperatorSettings",
     "RuntimeSettings",
     "SessionSettings",
     "Settings",
@@ -83,6 +85,7 @@ class Settings:
     brand: BrandSettings = field(default_factory=BrandSettings)
     runtime: RuntimeSettings = field(default_factory=RuntimeSettings)
     passkeys: PasskeySettings = field(default_factory=PasskeySettings)
+    operator: OperatorSettings = field(default_factory=OperatorSettings)
 
     @property
     def development(self) -> bool:
@@ -176,6 +179,7 @@ class Settings:
             self.brand,
             self.runtime,
             self.passkeys,
+            self.operator,
         ):
             found.extend(section.validate())
         found.extend(self.passkeys.problems_with(self.public_url))
@@ -268,6 +272,7 @@ def load_settings(environ: Mapping[str, str], *, require_key: bool = True) -> Se
         brand=read_section(BrandSettings, environ, problems),
         runtime=read_section(RuntimeSettings, environ, problems),
         passkeys=read_section(PasskeySettings, environ, problems),
+        operator=read_section(OperatorSettings, environ, problems),
     )
     if not problems and not settings.secret_key and settings.development:
         settings = _with_dev_secret(settings)

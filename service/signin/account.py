@@ -12,6 +12,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+from service import store
 from service.db import Database
 from service.device import device_name
 from service.errors import InvalidRequestError, UnauthenticatedError
@@ -53,7 +54,9 @@ class Account:
         log.info("account.exported user=%s", identity.user_id[:8])
         return {"format": "latch-account-export", "version": EXPORT_VERSION, **data}
 
-    async def delete(self, identity: Identity, *, confirm: str, email: str) -> None:
+    async def delete(
+        self, identity: Identity, *, confirm: str, email: str, ip: str = "", user_agent: str = ""
+    ) -> None:
         """Delete the account at once, when `confirm` is its address as the person typed it.
 
         Typing the address (not ticking a box) is the explicit confirmation: it cannot be
@@ -65,7 +68,10 @@ class Account:
             raise InvalidRequestError(
                 "Type your address exactly as shown to confirm.", field="confirm"
             )
-        deleted = await self.db.run(account_store.delete_account(identity.user_id))
+        actor = store.Actor("user", ip, user_agent)
+        deleted = await self.db.run(
+            account_store.delete_account(identity.user_id, actor=actor, now=int(self.clock()))
+        )
         if deleted is None:
             raise UnauthenticatedError()
         self.forget(identity.session_id, *deleted.session_ids)

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import assert_never
 
-from service import crypto
+from service import crypto, store
 from service.addresses import parse_email
 from service.crypto import Keys, ValueSigner
 from service.db import Database
@@ -152,7 +152,9 @@ class AddressChange:
             return None
         return PendingChange(masked_email=mask_email(row["email"]), expires_at=row["expires_at"])
 
-    async def confirm_code(self, identity: Identity, code: str) -> Moved:
+    async def confirm_code(
+        self, identity: Identity, code: str, *, ip: str = "", user_agent: str = ""
+    ) -> Moved:
         """Move the account with the code typed on the signed-in person's page."""
         normalised = crypto.normalise_code(code)
         if normalised is None:
@@ -161,7 +163,8 @@ class AddressChange:
         if row is None:
             raise FlowExpiredError("This change has ended. Please start again.")
         candidate = self._code_hash(row["id"], normalised)
-        return await self._confirm(row["id"], candidate, by_link=False)
+        actor = store.Actor("user", ip, user_agent)
+        return await self._confirm(row["id"], candidate, by_link=False, actor=actor)
 
     def _read(self, token: str) -> tuple[str, str]:
         value = self._signer.loads(token, max_age=self.ttl + 60)
@@ -180,16 +183,24 @@ class AddressChange:
             raise InvalidLinkError("This link does not work any more. Please start again.")
         return PendingChange(masked_email=mask_email(row["email"]), expires_at=row["expires_at"])
 
-    async def confirm_link(self, token: str) -> Moved:
+    async def confirm_link(self, token: str, *, ip: str = "", user_agent: str = "") -> Moved:
         """Move the account with the mailed link (on any device: the link is the proof)."""
         change_id, link_hash = self._read(token)
-        return await self._confirm(change_id, link_hash, by_link=True)
+        actor = store.Actor("anonymous", ip, user_agent)  # whoever holds the link
+        return await self._confirm(change_id, link_hash, by_link=True, actor=actor)
 
-    async def _confirm(self, change_id: str, candidate: str, *, by_link: bool) -> Moved:
+    async def _confirm(
+        self, change_id: str, candidate: str, *, by_link: bool, actor: store.Actor
+    ) -> Moved:
         now = self._now()
         outcome = await self.db.run(
             changes.confirm_change(
-                change_id, candidate, by_link=by_link, max_attempts=self.attempts, now=now
+                change_id,
+                candidate,
+                by_link=by_link,
+                max_attempts=self.attempts,
+                actor=actor,
+                now=now,
             )
         )
         if outcome.state is not ChangeState.OK:

@@ -86,7 +86,8 @@ class EnrolStep:
         if step.methods:
             raise InvalidRequestError("Your account already has a second factor: use it.")
         try:
-            confirmed = await self.factors.confirm_for(step.user_id, step.email, code)
+            actor = store.Actor("anonymous", ip, user_agent)  # signing in: not signed in yet
+            confirmed = await self.factors.confirm_for(step.user_id, step.email, code, actor=actor)
         except InvalidRequestError as e:
             if e.extra.get("field") != "code":
                 raise

@@ -91,9 +91,11 @@ class AccountFactors:
         if not await self.recent_step(identity):
             raise StepUpRequiredError(await self.step_up_methods(identity.user_id))
 
-    async def step_up(self, identity: Identity, method: str, code: str) -> str:
+    async def step_up(
+        self, identity: Identity, method: str, code: str, *, ip: str = "", user_agent: str = ""
+    ) -> str:
         """Pass a step on this session; a new access token saying so (`auth_time` now, and
-        `aal2` when the session was email-only)."""
+        `aal2` when the session was email-only). Passed and failed steps are audited."""
         methods = await self.step_up_methods(identity.user_id)
         if method not in methods:
             raise InvalidRequestError(
@@ -102,15 +104,28 @@ class AccountFactors:
         if not code or len(code) > 200:
             raise InvalidRequestError("Enter the code.", field="code")
         now = self.now()
+        actor = store.Actor("user", ip, user_agent)
         if not await self.totp.check(identity.user_id, code, now):
             log.info("step_up.failed user=%s", identity.user_id[:8])
+            # Its own transaction, after the check's (which counted the failure against the
+            # address): a failure path, and the factor's check stays the registry's plain one.
+            await self.db.run(
+                store.record_alone(
+                    store.Event.STEP_UP_FAILED,
+                    actor=actor,
+                    now=now,
+                    user_id=identity.user_id,
+                    method=method,
+                    session_id=identity.session_id,
+                )
+            )
             raise InvalidCodeError(tries_left=None)
         row = await self.db.run(store.get_session(identity.session_id), write=False)
         before = tuple(row["amr"].split()) if row else ()
         amr, level = assurance_of((*before, *self.totp.amr))
         raised = await self.db.run(
             store.raise_assurance(
-                identity.session_id, identity.user_id, aal=int(level), amr=amr, now=now
+                identity.session_id, identity.user_id, aal=int(level), amr=amr, actor=actor, now=now
             )
         )
         if raised is None:
@@ -134,12 +149,17 @@ class AccountFactors:
         log.info("factor.totp_begun user=%s", identity.user_id[:8])
         return enrolment
 
-    async def confirm_totp(self, identity: Identity, code: str) -> Confirmed:
+    async def confirm_totp(
+        self, identity: Identity, code: str, *, ip: str = "", user_agent: str = ""
+    ) -> Confirmed:
         """Confirm the pending authenticator with one code from the app."""
         await self.require_recent_step(identity)
-        return await self.confirm_for(identity.user_id, identity.email, code)
+        actor = store.Actor("user", ip, user_agent)
+        return await self.confirm_for(identity.user_id, identity.email, code, actor=actor)
 
-    async def confirm_for(self, user_id: str, email: str, code: str) -> Confirmed:
+    async def confirm_for(
+        self, user_id: str, email: str, code: str, *, actor: store.Actor
+    ) -> Confirmed:
         """Confirm a user's pending authenticator (a signed-in person, or a sign-in under
         REQUIRE_SECOND_FACTOR=all): the recovery codes when it is their first factor."""
         now = self.now()
@@ -157,6 +177,7 @@ class AccountFactors:
                 step=step,
                 since=now - ENROL_TTL,
                 recovery_hashes=self.recovery.hashes(user_id, codes),
+                actor=actor,
                 now=now,
             )
         )
@@ -166,20 +187,24 @@ class AccountFactors:
         self.notices.send(Notice(kind="factor_added", to=email, factor=NAMES[store.TOTP]))
         return Confirmed(codes if issued else [])
 
-    async def remove_totp(self, identity: Identity) -> None:
+    async def remove_totp(self, identity: Identity, *, ip: str = "", user_agent: str = "") -> None:
         """Remove the authenticator app (its recovery codes go too when it was the last
         factor)."""
         await self.require_recent_step(identity)
-        if await self.db.run(store.remove_totp(identity.user_id)):
+        actor = store.Actor("user", ip, user_agent)
+        if await self.db.run(store.remove_totp(identity.user_id, actor=actor, now=self.now())):
             log.info("factor.removed method=totp user=%s", identity.user_id[:8])
             self.notices.send(
                 Notice(kind="factor_removed", to=identity.email, factor=NAMES[store.TOTP])
             )
 
-    async def regenerate_recovery_codes(self, identity: Identity) -> list[str]:
+    async def regenerate_recovery_codes(
+        self, identity: Identity, *, ip: str = "", user_agent: str = ""
+    ) -> list[str]:
         """Ten new codes replacing all the old ones."""
         await self.require_recent_step(identity)
-        codes = await self.recovery.regenerate(identity.user_id, self.now())
+        actor = store.Actor("user", ip, user_agent)
+        codes = await self.recovery.regenerate(identity.user_id, self.now(), actor=actor)
         if codes is None:
             raise InvalidRequestError("Set up an authenticator app first.")
         return codes

@@ -24,7 +24,7 @@ from service.device import describe_device, device_name
 from service.errors import FlowExpiredError, FlowUsedError, InvalidLinkError, ServiceError
 from service.settings import Settings
 from service.signin.access import Authenticated
-from service.store import devices
+from service.store import Actor, devices
 from service.store.devices import NewNotice, NoticeState, Seen
 
 log = logging.getLogger("latch.notices")
@@ -149,11 +149,17 @@ class DeviceNotices:
             device=describe_device_name(row["device"]), ip=row["ip"], when=when(row["created_at"])
         )
 
-    async def use(self, token: str, *, everywhere: bool) -> int:
+    async def use(self, token: str, *, everywhere: bool, ip: str = "", user_agent: str = "") -> int:
         """Spend the link: sign out that session (or every session); how many ended."""
         notice_id, link_hash = self._read(token)
         done = await self.db.run(
-            devices.use_notice(notice_id, link_hash, everywhere=everywhere, now=int(self.clock()))
+            devices.use_notice(
+                notice_id,
+                link_hash,
+                everywhere=everywhere,
+                actor=Actor("anonymous", ip, user_agent),  # the link is the credential
+                now=int(self.clock()),
+            )
         )
         _refuse(done.state)
         self.forget(*done.ended)

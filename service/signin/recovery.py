@@ -66,12 +66,12 @@ class RecoveryCodes:
         """The keyed hash of one normalised code."""
         return crypto.keyed_hash(self.key, user_id, normalised)
 
-    async def regenerate(self, user_id: str, now: int) -> list[str] | None:
+    async def regenerate(self, user_id: str, now: int, *, actor: store.Actor) -> list[str] | None:
         """Replace every code; the new ones (shown once), or None when the user has no factor
         for them to stand in for."""
         codes = new_codes()
         if not await self.db.run(
-            store.replace_recovery_codes(user_id, self.hashes(user_id, codes), now)
+            store.replace_recovery_codes(user_id, self.hashes(user_id, codes), now, actor=actor)
         ):
             return None
         log.info("factor.recovery_codes_regenerated user=%s", user_id[:8])

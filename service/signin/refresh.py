@@ -79,8 +79,13 @@ class Refresher:
         # The subkey of the refresh chain: a purpose of its own, never the raw SECRET_KEY.
         self.chain_key = crypto.derive_subkey(settings.secret_key, "refresh-chain")
 
-    async def refresh(self, token: str | None) -> Authenticated:
-        """Rotate the refresh token and issue a new access JWT, else RefreshRefusedError."""
+    async def refresh(
+        self, token: str | None, *, ip: str = "", user_agent: str = ""
+    ) -> Authenticated:
+        """Rotate the refresh token and issue a new access JWT, else RefreshRefusedError.
+
+        `ip` and `user_agent` are the presenter's: recorded when an old token's reuse revokes the
+        session (the audit log's one sight of a thief)."""
         if not token or not _TOKEN.fullmatch(token):
             raise RefreshRefusedError()
         tokens = chain_of(self.chain_key, token)
@@ -90,6 +95,7 @@ class Refresher:
                 now=int(self.clock()),
                 grace=self.sessions.refresh_grace,
                 idle_ttl=self.sessions.idle_ttl,
+                actor=store.Actor("anonymous", ip, user_agent),
             )
         )
         if outcome.state not in (store.RotationState.ROTATED, store.RotationState.GRACE):

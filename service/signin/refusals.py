@@ -11,6 +11,7 @@ from typing import assert_never
 
 from service import store
 from service.errors import (
+    AccountDisabledError,
     CodesLockedError,
     FlowDeadError,
     FlowExpiredError,
@@ -47,6 +48,8 @@ def flow_refusal(outcome: store.Outcome) -> ServiceError:
             return RateLimitedError(outcome.retry_after)
         case Verdict.INVALID:
             return InvalidLinkError()
+        case Verdict.DISABLED:
+            return AccountDisabledError()
         case Verdict.NOT_FOUND | Verdict.OK | Verdict.PENDING:
             # OK and PENDING are not refusals; a caller that maps them has lost its flow.
             return NotFoundError("This sign-in has ended. Please start again.")

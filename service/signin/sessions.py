@@ -179,22 +179,32 @@ class Sessions:
         for sid in session_ids:
             self._sessions.put(sid, (self.monotonic(), None))
 
-    async def logout(self, identity: Identity, *, everywhere: bool) -> list[str]:
+    async def logout(
+        self, identity: Identity, *, everywhere: bool, ip: str = "", user_agent: str = ""
+    ) -> list[str]:
         """Revoke this session, or every session of the person."""
         now = int(self.clock())
+        actor = store.Actor("user", ip, user_agent)
         if everywhere:
-            ended = await self.db.run(store.revoke_user_sessions(identity.user_id, now))
+            ended = await self.db.run(
+                store.revoke_user_sessions(identity.user_id, now, actor=actor)
+            )
         else:
-            done = await self.db.run(store.revoke_session(identity.session_id, None, now))
+            done = await self.db.run(
+                store.revoke_session(identity.session_id, None, now, actor=actor)
+            )
             ended = [identity.session_id] if done else []
         self.forget(identity.session_id, *ended)
         log.info("session.revoked user=%s count=%d", identity.user_id[:8], len(ended))
         return ended
 
-    async def revoke(self, identity: Identity, session_id: str) -> bool:
+    async def revoke(
+        self, identity: Identity, session_id: str, *, ip: str = "", user_agent: str = ""
+    ) -> bool:
         """Revoke one of the person's own sessions."""
+        actor = store.Actor("user", ip, user_agent)
         done = await self.db.run(
-            store.revoke_session(session_id, identity.user_id, int(self.clock()))
+            store.revoke_session(session_id, identity.user_id, int(self.clock()), actor=actor)
         )
         if done:
             self.forget(session_id)

@@ -146,6 +146,20 @@ class SecondStep:
             log.info(
                 "step.failed method=%s signin=%s tries_left=%d", method, step_id[:8], tries_left
             )
+            # Audited here, once for every factor (the registry's `check` knows no client): its
+            # own transaction on this failure path; the attempt was counted before the check.
+            await self.db.run(
+                store.record_alone(
+                    store.Event.LOGIN_FAILED,
+                    actor=store.Actor("anonymous", ip, user_agent),
+                    now=now,
+                    user_id=step.user_id,
+                    reason="wrong_second_factor",
+                    method=method,
+                    signin_id=step_id,
+                    tries_left=tries_left,
+                )
+            )
             raise InvalidCodeError(tries_left)
         amr, level = assurance_of((*step.amr, *factor.amr))
         session, refresh = new_session(self.sessions, now, ip, user_agent, amr=amr, aal=level)

@@ -9,6 +9,19 @@ the submodules only keep each concept in a file of its own.
 
 from __future__ import annotations
 
+from service.store.audit import (
+    ANONYMOUS,
+    CLI,
+    SYSTEM,
+    WEBHOOK_EVENTS,
+    Actor,
+    Event,
+    list_events,
+    purge_events,
+    record,
+    record_alone,
+    tail_events,
+)
 from service.store.factors import (
     PASSKEY,
     RECOVERY_CODE,
@@ -68,6 +81,7 @@ from service.store.sessions import (
     Rotation,
     RotationState,
     SignIn,
+    end_user_sessions,
     get_session,
     list_sessions,
     purge,
@@ -107,6 +121,18 @@ __all__ = [
     "sync_second_factors",
     "use_recovery_code",
     "user_email",
+    "ANONYMOUS",
+    "CLI",
+    "SYSTEM",
+    "WEBHOOK_EVENTS",
+    "Actor",
+    "Event",
+    "end_user_sessions",
+    "list_events",
+    "purge_events",
+    "record",
+    "record_alone",
+    "tail_events",
     "Attempt",
     "FlowState",
     "NewFlow",

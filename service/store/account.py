@@ -12,7 +12,10 @@ from typing import Any
 
 from service.addresses import limit_key
 from service.db import Q, Row, UseCase, address_lock, replayable
+from service.store.audit import Actor, Event, record
+from service.store.factors import FACTOR_TABLES
 from service.store.signins import split
+from service.store.webhooks import forget_user
 
 # Columns only: no code, link or refresh hash, nor any other secret, ever leaves in an export.
 _EXPORTS = (
@@ -124,11 +127,14 @@ class Deleted:
 
 
 @replayable
-def delete_account(user_id: str) -> UseCase[Deleted | None]:
+def delete_account(user_id: str, *, actor: Actor, now: int) -> UseCase[Deleted | None]:
     """Delete a person and everything of theirs, in one transaction; None if no such user.
+    The person's own deletion and an operator's (admin API, CLI) are this one use case.
 
     Rows keyed by address (flows, mail log, failure counts) go for every address the account
     had that Latch still holds (its address changes name them), not only the current one.
+    The audit log keeps the person's events: they name the user by id and never held the
+    address; the webhook messages that carried it have it blanked (`forget_user`).
     """
     users = yield Q("SELECT email, email_key FROM users WHERE id = :uid", {"uid": user_id})
     if not users:
@@ -152,7 +158,9 @@ def delete_account(user_id: str) -> UseCase[Deleted | None]:
     yield Q(f"DELETE FROM address_failures WHERE email_key IN ({in_keys})", p)
     # mail_log counts the mail limits per inbox (`+tag` dropped): its rows name the address.
     yield Q(f"DELETE FROM mail_log WHERE email_key IN ({in_inboxes})", p)
-    sessions: list[Row] = yield Q("DELETE FROM sessions WHERE user_id = :uid RETURNING id", p)
+    sessions: list[Row] = yield Q(
+        "DELETE FROM sessions WHERE user_id = :uid RETURNING id, revoked_at, expires_at", p
+    )
     # Every table with a user_id references users ON DELETE CASCADE; they are named here as
     # well so that the deletion does not hang on a connection's foreign_keys setting.
     for table in (
@@ -160,9 +168,7 @@ def delete_account(user_id: str) -> UseCase[Deleted | None]:
         "known_devices",
         "device_notices",
         "address_changes",
-        "totp_factors",
-        "recovery_codes",
-        "passkeys",
+        *FACTOR_TABLES,
         # Challenges handed out to this person (adding a passkey, a second step); those of a
         # first step name nobody and wait for the purge.
         "webauthn_challenges",
@@ -171,4 +177,13 @@ def delete_account(user_id: str) -> UseCase[Deleted | None]:
     ):
         yield Q(f"DELETE FROM {table} WHERE user_id = :uid", p)
     yield Q("DELETE FROM users WHERE id = :uid", p)
+    yield from forget_user(user_id)
+    live = [r for r in sessions if r["revoked_at"] is None and r["expires_at"] > now]
+    yield from record(
+        Event.USER_DELETED,
+        actor=actor,
+        now=now,
+        user_id=user_id,
+        details={"sessions_ended": len(live)},
+    )
     return Deleted(users[0]["email"], tuple(r["id"] for r in sessions))

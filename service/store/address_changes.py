@@ -18,6 +18,7 @@ from service.addresses import limit_key
 from service.crypto import same
 from service.db import Q, Row, UseCase, address_lock, replayable
 from service.settings import LimitSettings
+from service.store.audit import Actor, Event, record
 from service.store.limits import mail_limit_wait
 from service.store.users import find_user
 
@@ -127,10 +128,11 @@ def peek_change(change_id: str, link_hash: str, now: int, max_attempts: int) -> 
 
 @replayable
 def confirm_change(
-    change_id: str, candidate: str, *, by_link: bool, max_attempts: int, now: int
+    change_id: str, candidate: str, *, by_link: bool, max_attempts: int, actor: Actor, now: int
 ) -> UseCase[ChangeOutcome]:
     """Check the code (counted before it is compared, as a sign-in's) or the link, and move
-    the account to the new address unless another account has it."""
+    the account to the new address unless another account has it. The change is audited
+    without either address; its webhook carries the new one (receivers keep it in step)."""
     keys = yield Q("SELECT email_key FROM address_changes WHERE id = :id", {"id": change_id})
     if not keys:
         return ChangeOutcome(ChangeState.INVALID)
@@ -164,6 +166,14 @@ def confirm_change(
         "UPDATE address_changes SET consumed_at = :now, outcome = 'changed', old_email_key = :old"
         " WHERE id = :id",
         {**p, "old": users[0]["email_key"]},
+    )
+    yield from record(
+        Event.EMAIL_CHANGED,
+        actor=actor,
+        now=now,
+        user_id=row["user_id"],
+        details={"change_id": change_id, "by": "link" if by_link else "code"},
+        email=row["email"],
     )
     return ChangeOutcome(
         ChangeState.OK, user_id=row["user_id"], old_email=users[0]["email"], email=row["email"]

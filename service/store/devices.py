@@ -13,6 +13,8 @@ from enum import StrEnum
 
 from service.crypto import same
 from service.db import Q, Row, UseCase, replayable
+from service.store.audit import SYSTEM, Actor, Event, record
+from service.store.sessions import revoked
 
 # A pair not seen for this long is new again.
 KNOWN_FOR = 90 * 86400
@@ -96,6 +98,16 @@ def record_sign_in(seen: Seen, notice: NewNotice, now: int) -> UseCase[str | Non
             "exp": notice.expires_at,
         },
     )
+    # Recorded with the notice it queues (the mail follows this transaction, never in it).
+    details = {
+        "notice_id": notice.id,
+        "session_id": seen.session_id,
+        "device": seen.device,
+        "network": seen.network,
+    }
+    yield from record(
+        Event.NEW_DEVICE_NOTICE, actor=SYSTEM, now=now, user_id=seen.user_id, details=details
+    )
     return str(users[0]["email"])
 
 
@@ -139,7 +151,9 @@ def peek_notice(notice_id: str, link_hash: str, now: int) -> UseCase[tuple[Notic
 
 
 @replayable
-def use_notice(notice_id: str, link_hash: str, *, everywhere: bool, now: int) -> UseCase[NoticeUse]:
+def use_notice(
+    notice_id: str, link_hash: str, *, everywhere: bool, actor: Actor, now: int
+) -> UseCase[NoticeUse]:
     """Spend the link once: revoke the session it is about, or every session of its person.
 
     The conditional UPDATE (`used_at IS NULL`) is the single use: of two racing POSTs one
@@ -162,7 +176,10 @@ def use_notice(notice_id: str, link_hash: str, *, everywhere: bool, now: int) ->
     user_id, session_id = used[0]["user_id"], used[0]["session_id"]
     which = "user_id = :uid" if everywhere else "id = :sid AND user_id = :uid"
     ended = yield Q(
-        f"UPDATE sessions SET revoked_at = :now WHERE {which} AND revoked_at IS NULL RETURNING id",
+        f"UPDATE sessions SET revoked_at = :now WHERE {which} AND revoked_at IS NULL"
+        " RETURNING id, user_id",
         {"uid": user_id, "sid": session_id, "now": now},
     )
+    if ended:
+        yield from revoked(ended, actor, now, "not_me")
     return NoticeUse(NoticeState.PENDING, ended=tuple(r["id"] for r in ended), user_id=str(user_id))

@@ -20,6 +20,7 @@ from enum import StrEnum
 from service.addresses import limit_key
 from service.db import Q, Row, UseCase, address_lock, replayable
 from service.settings import LimitSettings
+from service.store.audit import ANONYMOUS, Actor, Event, record
 from service.store.limits import (
     codes_locked_for,
     count_address_failure,
@@ -29,6 +30,10 @@ from service.store.limits import (
 TOTP = "totp"
 PASSKEY = "passkey"
 RECOVERY_CODE = "recovery_code"
+# Every table that holds a person's second factors: THE list an operator's reset and an
+# account's deletion clear.
+# sync_second_factors).
+FACTOR_TABLES = ("totp_factors", "recovery_codes", "passkeys")
 
 
 class CodeVerdict(StrEnum):
@@ -158,7 +163,13 @@ def pending_totp(user_id: str, since: int) -> UseCase[str | None]:
 
 @replayable
 def confirm_totp(
-    user_id: str, *, step: int, since: int, recovery_hashes: tuple[str, ...], now: int
+    user_id: str,
+    *,
+    step: int,
+    since: int,
+    recovery_hashes: tuple[str, ...],
+    actor: Actor,
+    now: int,
 ) -> UseCase[bool | None]:
     """Confirm an enrolment whose first code (for `step`) was right.
 
@@ -178,17 +189,55 @@ def confirm_totp(
         yield from _store_recovery_codes(user_id, recovery_hashes, now)
         issued = True
     yield from sync_second_factors(user_id)
+    details = {"method": TOTP, "recovery_codes_issued": issued}
+    yield from record(Event.FACTOR_ADDED, actor=actor, now=now, user_id=user_id, details=details)
     return issued
 
 
+def _methods(user_id: str) -> UseCase[list[str]]:
+    rows = yield Q("SELECT second_factors FROM users WHERE id = :u", {"u": user_id})
+    return rows[0]["second_factors"].split() if rows else []
+
+
+def _removed(
+    user_id: str, before: list[str], *, reason: str, actor: Actor, now: int
+) -> UseCase[list[str]]:
+    """Recompute the methods and record those that went (recovery codes go with the last
+    factor); the methods removed."""
+    after = yield from sync_second_factors(user_id)
+    gone = [m for m in before if m not in after]
+    if gone:
+        details = {"methods": gone, "reason": reason}
+        yield from record(
+            Event.FACTOR_REMOVED, actor=actor, now=now, user_id=user_id, details=details
+        )
+    return gone
+
+
 @replayable
-def remove_totp(user_id: str) -> UseCase[bool]:
+def remove_totp(user_id: str, *, actor: Actor, now: int) -> UseCase[bool]:
     """Remove the user's authenticator (confirmed or not); whether there was one."""
+    before = yield from _methods(user_id)
     rows = yield Q(
         "DELETE FROM totp_factors WHERE user_id = :u RETURNING confirmed_at", {"u": user_id}
     )
-    yield from sync_second_factors(user_id)
+    yield from _removed(user_id, before, reason="user", actor=actor, now=now)
     return any(row["confirmed_at"] is not None for row in rows)
+
+
+@replayable
+def remove_all_factors(
+    user_id: str, *, reason: str, actor: Actor, now: int
+) -> UseCase[list[str] | None]:
+    """Clear every factor table of a user (an operator's reset: they sign in with the email
+    step alone); the methods removed, or None when there is no such user."""
+    users = yield Q("SELECT second_factors FROM users WHERE id = :u", {"u": user_id})
+    if not users:
+        return None
+    before: list[str] = users[0]["second_factors"].split()
+    for table in FACTOR_TABLES:
+        yield Q(f"DELETE FROM {table} WHERE user_id = :u", {"u": user_id})
+    return (yield from _removed(user_id, before, reason=reason, actor=actor, now=now))
 
 
 def _totp_row(user_id: str) -> UseCase[Row | None]:
@@ -252,20 +301,31 @@ def _store_recovery_codes(user_id: str, hashes: tuple[str, ...], now: int) -> Us
 
 
 @replayable
-def replace_recovery_codes(user_id: str, hashes: tuple[str, ...], now: int) -> UseCase[bool]:
+def replace_recovery_codes(
+    user_id: str, hashes: tuple[str, ...], now: int, *, actor: Actor
+) -> UseCase[bool]:
     """Replace every recovery code of a user who has a factor; False when they have none."""
     methods = yield from sync_second_factors(user_id)
     if not [m for m in methods if m != RECOVERY_CODE]:
         return False
     yield from _store_recovery_codes(user_id, hashes, now)
     yield from sync_second_factors(user_id)
+    details = {"count": len(hashes)}
+    yield from record(
+        Event.RECOVERY_CODES_REPLACED, actor=actor, now=now, user_id=user_id, details=details
+    )
     return True
 
 
 @replayable
-def use_recovery_code(user_id: str, code_hash: str, now: int) -> UseCase[int | None]:
+def use_recovery_code(
+    user_id: str, code_hash: str, now: int, *, actor: Actor = ANONYMOUS
+) -> UseCase[int | None]:
     """Spend one recovery code: the number left after it, or None when it is not one of the
     user's unused codes. The UPDATE is conditional, so a code is spent once however many race.
+
+    Recorded in the spending transaction: a code spent counts even if the sign-in it was for
+    never finishes (the second step's login.succeeded, with the client's IP, follows it).
     """
     rows = yield Q(
         "UPDATE recovery_codes SET used_at = :now WHERE user_id = :u AND code_hash = :h"
@@ -276,6 +336,10 @@ def use_recovery_code(user_id: str, code_hash: str, now: int) -> UseCase[int | N
         return None
     left = yield from _recovery_left(user_id)
     yield from sync_second_factors(user_id)
+    details = {"left": left}
+    yield from record(
+        Event.RECOVERY_CODE_USED, actor=actor, now=now, user_id=user_id, details=details
+    )
     return left
 
 
@@ -287,7 +351,7 @@ def user_email(user_id: str) -> UseCase[str | None]:
 
 @replayable
 def raise_assurance(
-    session_id: str, user_id: str, *, aal: int, amr: tuple[str, ...], now: int
+    session_id: str, user_id: str, *, aal: int, amr: tuple[str, ...], actor: Actor, now: int
 ) -> UseCase[Row | None]:
     """Record a step passed on a live session (step-up): its level, methods and `auth_time`
     become those of now. None when the session is not the user's or has ended."""
@@ -297,4 +361,8 @@ def raise_assurance(
         " RETURNING id, user_id, expires_at, aal, amr, auth_time",
         {"id": session_id, "u": user_id, "aal": aal, "amr": " ".join(amr), "now": now},
     )
-    return rows[0] if rows else None
+    if not rows:
+        return None
+    details = {"session_id": session_id, "aal": aal, "amr": list(amr)}
+    yield from record(Event.STEP_UP_PASSED, actor=actor, now=now, user_id=user_id, details=details)
+    return rows[0]

@@ -18,6 +18,7 @@ from service.addresses import limit_key
 from service.crypto import same
 from service.db import Q, Row, UseCase, address_lock, ip_lock, replayable
 from service.settings import LimitSettings
+from service.store.audit import Actor, Event, record
 from service.store.limits import (
     codes_locked_for,
     count_address_failure,
@@ -43,11 +44,16 @@ class Verdict(StrEnum):
     RATE_LIMITED = "rate_limited"
     INVALID = "invalid"
     NOT_FOUND = "not_found"
+    DISABLED = "disabled"  # the right answer, for a user an operator has disabled (§14)
 
 
 # Where a flow stands, from its row: the subset of verdicts `flow_state` returns.
 FlowState = Verdict
 
+# A disabled user's refused sign-in is not a login (§14).
+_LAST_LOGIN = (
+    "last_login_at = CASE WHEN users.disabled_at IS NULL THEN :now ELSE users.last_login_at END"
+)
 _FLOW_COLUMNS = (
     "id, email, email_key, code_hash, link_hash, next_url, created_at, expires_at, attempts, "
     "consumed_at, outcome, mail_seq, mail_status, mail_error, mail_at, ip, user_agent"
@@ -92,6 +98,8 @@ def flow_state(row: Row, now: int, max_attempts: int) -> FlowState:
         return Verdict.DEAD
     if outcome == "mail_failed":
         return Verdict.MAIL_FAILED
+    if outcome == "disabled":
+        return Verdict.DISABLED
     if row["expires_at"] <= now:
         return Verdict.EXPIRED
     if max_attempts and row["attempts"] >= max_attempts:
@@ -234,11 +242,11 @@ def verify_code(
     if ok and not allow_signup:
         ok = (yield from find_user(email_key)) is not None
     if not ok:
-        return (yield from _wrong_code(row, limits, now))
+        return (yield from _wrong_code(row, session, limits, now))
     return (yield from _complete_first_step(row, session, limits, allow_signup, now))
 
 
-def _wrong_code(row: Row, limits: LimitSettings, now: int) -> UseCase[Outcome]:
+def _wrong_code(row: Row, session: NewSession, limits: LimitSettings, now: int) -> UseCase[Outcome]:
     if limits.code_attempts and row["attempts"] >= limits.code_attempts:
         yield Q(
             "UPDATE login_flows SET consumed_at = :now, outcome = 'too_many_attempts'"
@@ -247,7 +255,20 @@ def _wrong_code(row: Row, limits: LimitSettings, now: int) -> UseCase[Outcome]:
         )
     yield from count_address_failure(row["email_key"], limits, now)
     tries_left = max(0, limits.code_attempts - row["attempts"]) if limits.code_attempts else 1
+    # Audited with the account's id when the address has one (a failure path: one more read).
+    user = yield from find_user(row["email_key"])
+    yield from record(
+        Event.LOGIN_FAILED,
+        actor=_client(session),
+        now=now,
+        user_id=user["id"] if user else None,
+        details={"reason": "wrong_code", "flow_id": row["id"], "tries_left": tries_left},
+    )
     return Outcome(Verdict.WRONG, tries_left=tries_left)
+
+
+def _client(session: NewSession) -> Actor:
+    return Actor("anonymous", session.ip, session.user_agent)
 
 
 @replayable
@@ -313,16 +334,37 @@ def _complete_first_step(
         users = yield Q(
             "INSERT INTO users (id, email, email_key, created_at, last_login_at)"
             " VALUES (:uid, :email, :k, :now, :now) ON CONFLICT (email_key)"
-            " DO UPDATE SET last_login_at = :now RETURNING id, email, second_factors",
+            f" DO UPDATE SET {_LAST_LOGIN} RETURNING id, email, second_factors, disabled_at",
             {**p, "uid": session.new_user_id, "email": row["email"]},
         )
     else:
         users = yield Q(
-            "UPDATE users SET last_login_at = :now WHERE email_key = :k"
-            " RETURNING id, email, second_factors",
+            f"UPDATE users SET {_LAST_LOGIN} WHERE email_key = :k"
+            " RETURNING id, email, second_factors, disabled_at",
             p,
         )
     user = users[0]
+    if user["id"] == session.new_user_id:  # the id this sign-in offered: the INSERT won
+        yield from record(
+            Event.USER_CREATED,
+            actor=_client(session),
+            now=now,
+            user_id=user["id"],
+            details={"via": "signup"},
+            email=user["email"],
+        )
+    if user["disabled_at"] is not None:
+        # Checked here, on the row the upsert already locks and returns: no statement more on
+        # the verify path, and a disable committed before this sign-in is always seen.
+        yield Q("UPDATE login_flows SET outcome = 'disabled' WHERE id = :id", p)
+        yield from record(
+            Event.LOGIN_FAILED,
+            actor=_client(session),
+            now=now,
+            user_id=user["id"],
+            details={"reason": "disabled", "flow_id": row["id"]},
+        )
+        return Outcome(Verdict.DISABLED)
     # REQUIRE_SECOND_FACTOR (§11): `off` ignores factors; `all` opens a pending sign-in even
     # for a user without one (no methods: the next step is enrolment, not an answer).
     methods = split(user["second_factors"]) if session.policy != "off" else ()
@@ -354,6 +396,14 @@ def _complete_first_step(
     # the address (whoever holds the mailbox would otherwise reset it with every new link).
     yield from reset_address_failures(row["email_key"], limits)
     yield from open_session(session, user["id"], now)
+    yield from record(
+        Event.LOGIN_SUCCEEDED,
+        actor=_client(session),
+        now=now,
+        user_id=user["id"],
+        details={"session_id": session.id, "amr": list(session.amr)},
+        email=user["email"],
+    )
     sign_in = SignIn(
         user_id=user["id"],
         email=user["email"],

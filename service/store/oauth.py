@@ -14,6 +14,7 @@ from enum import StrEnum
 from typing import Any
 
 from service.db import Q, Row, UseCase, replayable
+from service.store.audit import Actor, Event, record
 
 _GRANT = (
     "g.id, g.client_id, g.user_id, g.session_id, g.scope, g.redirect_uri, g.nonce,"
@@ -321,7 +322,9 @@ def get_consent(user_id: str, client_id: str) -> UseCase[str | None]:
 
 
 @replayable
-def save_consent(user_id: str, client_id: str, scope: str, now: int) -> UseCase[None]:
+def save_consent(
+    user_id: str, client_id: str, scope: str, now: int, *, actor: Actor
+) -> UseCase[None]:
     """Remember what a person allowed a client (replacing what they allowed before)."""
     yield Q(
         "INSERT INTO oauth_consents (user_id, client_id, scope, created_at)"
@@ -329,6 +332,8 @@ def save_consent(user_id: str, client_id: str, scope: str, now: int) -> UseCase[
         " DO UPDATE SET scope = excluded.scope, created_at = excluded.created_at",
         {"uid": user_id, "cid": client_id, "scope": scope, "now": now},
     )
+    details = {"client_id": client_id, "scope": scope}
+    yield from record(Event.CONSENT_GRANTED, actor=actor, now=now, user_id=user_id, details=details)
 
 
 def list_apps(user_id: str) -> UseCase[list[Row]]:
@@ -347,10 +352,10 @@ def list_apps(user_id: str) -> UseCase[list[Row]]:
 
 
 @replayable
-def revoke_app(user_id: str, client_id: str, now: int) -> UseCase[int]:
+def revoke_app(user_id: str, client_id: str, now: int, *, actor: Actor) -> UseCase[int]:
     """Forget a person's consent to a client and revoke every grant it holds for them."""
-    yield Q(
-        "DELETE FROM oauth_consents WHERE user_id = :uid AND client_id = :cid",
+    consents = yield Q(
+        "DELETE FROM oauth_consents WHERE user_id = :uid AND client_id = :cid RETURNING scope",
         {"uid": user_id, "cid": client_id},
     )
     rows = yield Q(
@@ -358,6 +363,11 @@ def revoke_app(user_id: str, client_id: str, now: int) -> UseCase[int]:
         " AND revoked_at IS NULL RETURNING id",
         {"uid": user_id, "cid": client_id, "now": now},
     )
+    if consents or rows:
+        details = {"client_id": client_id, "grants_revoked": len(rows)}
+        yield from record(
+            Event.CONSENT_REVOKED, actor=actor, now=now, user_id=user_id, details=details
+        )
     return len(rows)
 
 

@@ -14,6 +14,7 @@ from enum import StrEnum
 from typing import Any
 
 from service.db import Lock, Q, Row, UseCase, replayable
+from service.store.audit import ANONYMOUS, Actor, Event, record
 
 _SESSION_COLUMNS = (
     "s.id, s.user_id, s.created_at, s.last_used_at, s.idle_expires_at, s.expires_at,"
@@ -126,26 +127,51 @@ def list_sessions(user_id: str, now: int) -> UseCase[list[Row]]:
 
 
 @replayable
-def revoke_session(session_id: str, user_id: str | None, now: int) -> UseCase[bool]:
+def revoke_session(
+    session_id: str, user_id: str | None, now: int, *, actor: Actor, reason: str = "sign_out"
+) -> UseCase[bool]:
     """Revoke one session (of that user, when given); False if there was none to revoke."""
     owner = " AND user_id = :uid" if user_id is not None else ""
     rows = yield Q(
         "UPDATE sessions SET revoked_at = :now WHERE id = :id AND revoked_at IS NULL"
-        f"{owner} RETURNING id",
+        f"{owner} RETURNING id, user_id",
         {"id": session_id, "uid": user_id, "now": now},
     )
+    if rows:
+        yield from revoked(rows, actor, now, reason)
     return bool(rows)
 
 
 @replayable
-def revoke_user_sessions(user_id: str, now: int) -> UseCase[list[str]]:
+def revoke_user_sessions(
+    user_id: str, now: int, *, actor: Actor, reason: str = "sign_out_everywhere"
+) -> UseCase[list[str]]:
     """Revoke every live session of a user; returns their ids."""
+    return (yield from end_user_sessions(user_id, now, actor=actor, reason=reason))
+
+
+def end_user_sessions(user_id: str, now: int, *, actor: Actor, reason: str) -> UseCase[list[str]]:
+    """Revoke every live session of a user, as a part of a larger use case (disable, delete)."""
     rows = yield Q(
         "UPDATE sessions SET revoked_at = :now WHERE user_id = :uid AND revoked_at IS NULL"
-        " RETURNING id",
+        " RETURNING id, user_id",
         {"uid": user_id, "now": now},
     )
+    if rows:
+        yield from revoked(rows, actor, now, reason)
     return [row["id"] for row in rows]
+
+
+def revoked(rows: list[Row], actor: Actor, now: int, reason: str) -> UseCase[None]:
+    """One audit event (and webhook) for the sessions of one user just revoked (each row: its
+    `id` and `user_id`); a part of every use case that revokes."""
+    yield from record(
+        Event.SESSION_REVOKED,
+        actor=actor,
+        now=now,
+        user_id=rows[0]["user_id"],
+        details={"session_ids": sorted(row["id"] for row in rows), "reason": reason},
+    )
 
 
 class RotationState(StrEnum):
@@ -175,7 +201,9 @@ class Rotation:
 
 
 @replayable
-def rotate_refresh(chain: list[str], *, now: int, grace: int, idle_ttl: int) -> UseCase[Rotation]:
+def rotate_refresh(
+    chain: list[str], *, now: int, grace: int, idle_ttl: int, actor: Actor = ANONYMOUS
+) -> UseCase[Rotation]:
     """Rotate a refresh token, given the hashes of the presented token (`chain[0]`) and of the
     tokens derived from it after it (`chain[1]` is the one that replaces it).
 
@@ -228,10 +256,14 @@ def rotate_refresh(chain: list[str], *, now: int, grace: int, idle_ttl: int) -> 
             {**p, "id": row["id"]},
         )
         return (yield from _rotation(RotationState.GRACE, rows[0]))
-    yield Q(
-        "UPDATE sessions SET revoked_at = :now WHERE id = :id AND revoked_at IS NULL",
+    theft = yield Q(
+        "UPDATE sessions SET revoked_at = :now WHERE id = :id AND revoked_at IS NULL"
+        " RETURNING id, user_id",
         {"now": now, "id": row["id"]},
     )
+    if theft:
+        # Recorded with the presenter's address: the one place a thief shows where they are.
+        yield from revoked(theft, actor, now, "refresh_reuse")
     return Rotation(RotationState.THEFT, session_id=row["id"], user_id=row["user_id"])
 
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from service.db import Q, Row, UseCase, replayable
+from service.store.audit import Actor, Event, record
 from service.store.sessions import NewSession, NewStep, SignIn, open_session
 
 _COLUMNS = (
@@ -115,7 +116,11 @@ def _pending(row: Row, user: Row) -> PendingStep:
 
 
 def _user(user_id: str) -> UseCase[Row | None]:
-    rows = yield Q("SELECT email, second_factors FROM users WHERE id = :id", {"id": user_id})
+    # A user disabled since the first step passed counts as gone: the sign-in cannot finish.
+    rows = yield Q(
+        "SELECT email, second_factors FROM users WHERE id = :id AND disabled_at IS NULL",
+        {"id": user_id},
+    )
     return rows[0] if rows else None
 
 
@@ -172,6 +177,14 @@ def complete_step(
     if user is None:
         return StepState.NOT_FOUND
     yield from open_session(session, row["user_id"], now)
+    yield from record(
+        Event.LOGIN_SUCCEEDED,
+        actor=Actor("anonymous", session.ip, session.user_agent),
+        now=now,
+        user_id=row["user_id"],
+        details={"session_id": session.id, "amr": list(session.amr)},
+        email=user["email"],
+    )
     return SignIn(
         user_id=row["user_id"],
         email=user["email"],

@@ -3,11 +3,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from starlette.requests import HTTPConnection
 
+from service.accounts.operator import Operator
 from service.db import Database
 from service.delivery.mail import Mailer
 from service.delivery.notices import Notices
@@ -52,6 +54,9 @@ class AppState:
     address: AddressChange
     metrics: Metrics
     clock: Callable[[], float]
+    operator: Operator
+    # Parts other surfaces add to /openapi.json ({"paths", "schemas", "securitySchemes"}).
+    openapi_parts: tuple[Mapping[str, Any], ...] = ()
 
 
 def app_state(connection: HTTPConnection) -> AppState:

@@ -246,6 +246,8 @@ def test_a_sign_in_completed_by_enrolment_records_its_device(
 
 # Tables that hold nothing of a person: the schema's versions and the registered apps.
 NOT_PERSONAL = {"schema_version", "oauth_clients"}
+# The audit log keeps the person's events, naming them by id only (docs/design.md §14).
+KEPT = {"audit_events"}
 
 
 def test_delete_removes_every_row_of_the_person_and_ends_every_session(
@@ -276,10 +278,13 @@ def test_delete_removes_every_row_of_the_person_and_ends_every_session(
     }
     response = client.request("DELETE", "/api/account", json={"confirm": " ADA@example.com "})
     assert response.status_code == 204
-    # Every table, including any a later migration adds, is empty but the two.
+    # Every table, including any a later migration adds, is empty but those; the audit log
+    # keeps its events without the address.
     for table in tables:
-        if table not in NOT_PERSONAL:
+        if table not in NOT_PERSONAL | KEPT:
             assert rows(client, f"SELECT * FROM {table}") == [], table
+    events = rows(client, "SELECT * FROM audit_events")
+    assert events and "ada@" not in repr(events).lower()
     # The browser's cookies are cleared; the tokens it held are refused everywhere.
     assert client.get("/auth/check").status_code == 401
     bearer = {"authorization": f"Bearer {access}"}

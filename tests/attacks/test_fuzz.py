@@ -3,6 +3,7 @@ the schema. Bounded (a fixed seed and number of examples), so the run is repeata
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
@@ -10,7 +11,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.conftest import TEST_ENV
+from tests.conftest import ROOT, TEST_ENV
 from tests.support.process import LatchProcess
 from tests.support.smtp import SmtpSink, text_part
 
@@ -50,7 +51,22 @@ def _sign_in(base: str, sink: SmtpSink, email: str) -> str:
     return str(r.cookies["latch_session"])
 
 
-def _schemathesis(url: str, token: str, cwd: Path, *select: str) -> str:
+def _admin_key(env: dict[str, str], cwd: Path) -> str:
+    """An admin key made as an operator makes one (`python -m service admin-keys create`)."""
+    done = subprocess.run(
+        [sys.executable, "-m", "service", "admin-keys", "create", "fuzz", "--json"],
+        env={"PATH": "/usr/bin:/bin", **env, "PYTHONPATH": str(ROOT)},
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    key: str = json.loads(done.stdout)["key"]
+    return key
+
+
+def _schemathesis(url: str, credential: str, cwd: Path, *select: str) -> str:
     result = subprocess.run(
         [
             str(Path(sys.executable).parent / "st"),
@@ -66,7 +82,7 @@ def _schemathesis(url: str, token: str, cwd: Path, *select: str) -> str:
             "examples,coverage,fuzzing",
             "--no-color",
             "-H",
-            f"Cookie: latch_session={token}",
+            credential,
             *select,
         ],
         capture_output=True,
@@ -107,9 +123,12 @@ def test_schemathesis_finds_no_5xx_and_no_schema_mismatch(tmp_path: Path) -> Non
             token = _sign_in(latch.url, sink, "fuzz@example.com")
             output = _schemathesis(
                 latch.url,
-                token,
+                f"Cookie: latch_session={token}",
                 tmp_path,
                 *(arg for op in alone for arg in ("--exclude-operation-id", op)),
+                # The admin API takes an admin key, never a session: a run of its own below.
+                "--exclude-tag",
+                "admin",
             )
             # Only refresh may see nothing but 401s: its credential, the refresh cookie, is not
             # given (a reused refresh token reads as theft and would end the session mid-run).
@@ -121,9 +140,23 @@ def test_schemathesis_finds_no_5xx_and_no_schema_mismatch(tmp_path: Path) -> Non
             token = _sign_in(latch.url, sink, "fuzz-logout@example.com")
             _schemathesis(
                 latch.url,
-                token,
+                f"Cookie: latch_session={token}",
                 tmp_path,
                 *(arg for op in alone for arg in ("--include-operation-id", op)),
             )
+            # The admin API with a real key, so that every operation gets past the key (and
+            # ignored_auth sees each refuse a call without one). Not createWebhook: the sender
+            # would go on posting to whatever URLs the fuzzer made up.
+            key = _admin_key(env, tmp_path)
+            output = _schemathesis(
+                latch.url,
+                f"Authorization: Bearer {key}",
+                tmp_path,
+                "--include-tag",
+                "admin",
+                "--exclude-operation-id",
+                "createWebhook",
+            )
+            assert not _only_refused(output), output[-3000:]
             assert latch.proc.poll() is None, "Latch died under the fuzz run"
             assert " 500 " not in latch.output()

@@ -29,7 +29,9 @@ async def _enrolled(state: AppState, now: int) -> tuple[str, str]:
     step = await state.account_factors.totp.pending_step(user_id, previous, now, since=now - 600)
     assert step == now // 30 - 1
     issued = await state.database.run(
-        store.confirm_totp(user_id, step=step, since=now - 600, recovery_hashes=(), now=now)
+        store.confirm_totp(
+            user_id, step=step, since=now - 600, recovery_hashes=(), actor=store.CLI, now=now
+        )
     )
     assert issued is not None
     return user_id, enrolment.secret
@@ -63,7 +65,7 @@ def test_twenty_racing_uses_of_one_recovery_code_accept_exactly_one(
         now = int(clock())
         user_id, _ = await _enrolled(state, now)
         recovery = state.account_factors.recovery
-        codes = await recovery.regenerate(user_id, now)
+        codes = await recovery.regenerate(user_id, now, actor=store.CLI)
         assert codes is not None
         results = await asyncio.gather(
             *(recovery.check(user_id, codes[0], now) for _ in range(RACERS))

@@ -16,6 +16,7 @@ EXPECTED = {
     store.Verdict.RATE_LIMITED: ErrorCode.RATE_LIMITED,
     store.Verdict.INVALID: ErrorCode.INVALID_LINK,
     store.Verdict.NOT_FOUND: ErrorCode.NOT_FOUND,
+    store.Verdict.DISABLED: ErrorCode.ACCOUNT_DISABLED,
 }
 
 

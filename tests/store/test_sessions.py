@@ -10,7 +10,8 @@ from contextlib import ExitStack
 from starlette.testclient import TestClient
 
 from service import db, store
-from service.app import FLOW_RETENTION, create_app
+from service.accounts.housekeeping import FLOW_RETENTION
+from service.app import create_app
 from service.settings import Settings
 from tests.conftest import (
     BASE_URL,
