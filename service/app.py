@@ -30,6 +30,7 @@ from service.signin.sessions import Sessions
 from service.signin.steps import SecondFactor
 from service.signin.wiring import build_signin
 from service.tokens import AlgorithmMismatchError, Keyring, ensure_key
+from service.web.hot import HotPaths
 from service.web.metrics import AccessLogMiddleware, Metrics
 from service.web.public_cors import PublicCorsMiddleware
 from service.web.security import (
@@ -104,6 +105,7 @@ def create_app(
             await database.disconnect()
             metrics.uninstall()
 
+    sessions = Sessions(settings, database, keyring, clock)
     app = Starlette(
         routes=[
             *tag_routes([*api.routes, Route("/metrics", metrics.endpoint)], api.surface),
@@ -112,6 +114,14 @@ def create_app(
         ],
         middleware=[
             Middleware(AccessLogMiddleware, metrics=metrics),
+            # The hot GETs answer here, inside the access log and outside everything else.
+            Middleware(
+                HotPaths,
+                settings=settings,
+                sessions=sessions,
+                keyring=keyring,
+                documents=api.wellknown.documents(settings, keyring),
+            ),
             # Outside the credentialed CORS: the public documents answer any origin.
             Middleware(PublicCorsMiddleware),
             *_cors(settings),
@@ -150,7 +160,7 @@ def create_app(
             factors=signin.factors,
             code_page=signin.code_page,
             bindings=signin.bindings,
-            sessions=Sessions(settings, database, keyring, clock),
+            sessions=sessions,
             metrics=metrics,
             clock=clock,
         ),
