@@ -8,6 +8,7 @@ to disk: a crash loses what was queued, by design, and the code page offers a re
 from __future__ import annotations
 
 import asyncio
+import email
 import email.policy
 import logging
 from collections.abc import Callable
@@ -15,14 +16,21 @@ from dataclasses import dataclass
 from email.headerregistry import Address, BaseHeader, HeaderRegistry
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
+from typing import Any
 from urllib.parse import urlsplit
 
 import jinja2
 
 from service import store
 from service.db import Database
+from service.delivery import compose
 from service.delivery.dkim import DkimSigner
-from service.delivery.transports import PermanentMailError, TransientMailError, Transport
+from service.delivery.transports import (
+    PermanentMailError,
+    TransientMailError,
+    Transport,
+    send_bytes,
+)
 from service.device import describe_device
 from service.display import mask_email
 from service.errors import ConfigError, UnavailableError
@@ -74,6 +82,17 @@ class Renderer:
         if sender is None:
             raise ConfigError(f"MAIL_FROM must be exactly one address, not {self.sender!r}")
         self.envelope_sender = sender
+        self._domain = _mail_domain(settings)
+        self._fixed: dict[str, Any] = {
+            "app_name": settings.brand.app_name,
+            "accent_color": settings.brand.accent_color,
+            "logo_url": f"{settings.public_url}/logo" if settings.brand.logo_file else "",
+            "expires_minutes": max(1, settings.signin.code_ttl // 60),
+        }
+        self._composer = compose.Composer(
+            self._subject, self._body_text, self._body_html, _one_line
+        )
+        self._heads: dict[str, bytes] = {}
 
     def envelope(self, job: MailJob) -> tuple[str, tuple[str, ...]]:
         """(sender, recipients) for SMTP: MAIL_FROM's address and the validated address only.
@@ -83,22 +102,51 @@ class Renderer:
         """
         return self.envelope_sender, (job.to,)
 
-    def render(self, job: MailJob) -> EmailMessage:
-        """The complete sign-in mail for a job, addressed to exactly `job.to`."""
-        s = self.settings
-        context = {
-            "app_name": s.brand.app_name,
-            "accent_color": s.brand.accent_color,
-            "logo_url": f"{s.public_url}/logo" if s.brand.logo_file else "",
+    def _context(self, job: MailJob) -> dict[str, Any]:
+        return {
+            **self._fixed,
             "email": job.to,
             "code": job.code,
             "code_display": f"{job.code[:3]} {job.code[3:]}",
             "link": job.link,
-            "expires_minutes": max(1, s.signin.code_ttl // 60),
             "expires_at": formatdate(job.expires_at, usegmt=True)[17:22] + " UTC",
             "request_ip": job.ip,
             "request_device": describe_device(job.user_agent),
         }
+
+    def mime(self, job: MailJob) -> bytes:
+        """The complete sign-in mail for a job as bytes (CRLF), addressed to exactly `job.to`.
+
+        Filled into a pre-rendered shape when that gives what the templates would (compose.py),
+        else rendered by Jinja and built by the `email` package.
+        """
+        context = self._context(job)
+        shape = self._composer.shape(self._fixed, context["request_device"], bool(job.ip))
+        if shape is not None and self._composer.fits(context):
+            text, html = self._composer.encode(shape, context)
+            return compose.mime(self._head(shape.subject), job.to, self._domain, text, html)
+        return self.render_general(job).as_bytes(policy=_WIRE)
+
+    def render(self, job: MailJob) -> EmailMessage:
+        """The sign-in mail as a message object (what the bytes of `mime` read back as)."""
+        message = email.message_from_bytes(self.mime(job), policy=_POLICY)
+        assert isinstance(message, EmailMessage)  # policy.default's message class
+        return message
+
+    def _head(self, subject: str) -> bytes:
+        """The Subject and From lines for a subject, encoded and folded once."""
+        head = self._heads.get(subject)
+        if head is None:
+            msg = EmailMessage(policy=_POLICY)
+            msg["Subject"] = subject
+            msg["From"] = self.sender
+            head = self._heads[subject] = msg.as_bytes(policy=_HEAD).split(b"\n\n", 1)[0] + b"\n"
+        return head
+
+    def render_general(self, job: MailJob) -> EmailMessage:
+        """The mail rendered by Jinja and built by the `email` package (the general path)."""
+        context = self._context(job)
+        to = context["email"]
         # Whatever a template or APP_NAME holds, the subject is one line: no header injection.
         subject = _one_line(self._subject.render(context))
         msg = EmailMessage(policy=_POLICY)
@@ -107,9 +155,9 @@ class Renderer:
         # Built as an Address, never parsed from a string: the header parser decodes RFC 2047
         # encoded-words, so `=?q?a=40evil.example=2c?=b@ok` would become two recipients.
         # Address() refuses such an addr_spec (ValueError: the job fails, nothing is sent).
-        msg["To"] = Address(addr_spec=job.to)
+        msg["To"] = Address(addr_spec=to)
         msg["Date"] = formatdate(usegmt=True)
-        msg["Message-ID"] = make_msgid(domain=_mail_domain(s))
+        msg["Message-ID"] = make_msgid(domain=self._domain)
         msg["Auto-Submitted"] = "auto-generated"
         # Exchange and Outlook honour this one instead: no out-of-office replies, read receipts
         # or delivery reports sent back to MAIL_FROM for a mail nobody wrote.
@@ -118,7 +166,7 @@ class Renderer:
         msg.add_alternative(self._body_html.render(context), subtype="html")
         # What a receiving client will read back from the To header must be the validated
         # address and nothing else (addresses.parse_email already refuses encoded-words).
-        if _one_address(str(msg["To"]), "To") != job.to:
+        if _one_address(str(msg["To"]), "To") != to:
             raise ValueError("the To header does not read back as the recipient")
         return msg
 
@@ -146,6 +194,10 @@ class _CachedHeaderRegistry(HeaderRegistry):
 # the parts are built, so the message is the same bytes through any relay (with or without
 # 8BITMIME), and a DKIM signature over it survives the trip (delivery/dkim.py).
 _POLICY = email.policy.default.clone(header_factory=_CachedHeaderRegistry(), cte_type="7bit")
+# The bytes that go out: CRLF line ends (SMTP's), 7-bit as above.
+_WIRE = _POLICY.clone(linesep="\r\n")
+# Header lines built once for the composed path, which turns every LF into CRLF itself.
+_HEAD = _POLICY.clone(linesep="\n")
 
 
 def _one_line(text: str) -> str:
@@ -274,11 +326,11 @@ class Mailer:
                 log.info("mail.skip flow=%s", job.flow_id[:8])
                 return True
         try:
-            message = self.renderer.render(job)
+            data = self.renderer.mime(job)
             sender, recipients = self.renderer.envelope(job)
             if self.signer is not None:
                 # An RSA signature costs a millisecond or two: off the event loop.
-                message = await asyncio.to_thread(self.signer.sign, message)
+                data = await asyncio.to_thread(self.signer.sign_bytes, data)
         except (jinja2.TemplateError, ValueError) as e:
             # A broken template (EMAIL_TEMPLATES_DIR is the operator's) fails every attempt, as
             # does a recipient the To header cannot carry unchanged:
@@ -286,7 +338,7 @@ class Mailer:
             await self._fail(job, f"render: {type(e).__name__}: {e}")
             return True
         try:
-            await self.transport.send(message, sender=sender, recipients=recipients)
+            await send_bytes(self.transport, data, sender, recipients)
         except TransientMailError as e:
             return await self._retry_or_fail(job, attempt, str(e))
         except PermanentMailError as e:
