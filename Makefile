@@ -43,7 +43,7 @@ fmt: install
 	$(BIN)/ruff check --fix service tests bench
 
 soak: install
-	LATCH_SOAK_SIGNINS=$${LATCH_SOAK_SIGNINS:-5000} LATCH_SOAK_CONCURRENCY=$${LATCH_SOAK_CONCURRENCY:-100} $(BIN)/python -m pytest -q -m soak
+	LATCH_SOAK_SIGNINS=$${LATCH_SOAK_SIGNINS:-5000} LATCH_SOAK_CONCURRENCY=$${LATCH_SOAK_CONCURRENCY:-100} LATCH_SOAK_PURGE_SCALE=$${LATCH_SOAK_PURGE_SCALE:-1} $(BIN)/python -m pytest -q -m soak
 
 bench: install
 	command -v wrk >/dev/null 2>&1 || { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq wrk; }

@@ -28,6 +28,7 @@ from service.store.mail import (
     fail_mail,
     mark_mail,
 )
+from service.store.purge import BATCH, purge
 from service.store.sessions import (
     NewSession,
     NewStep,
@@ -36,7 +37,6 @@ from service.store.sessions import (
     SignIn,
     get_session,
     list_sessions,
-    purge,
     revoke_session,
     revoke_user_sessions,
     rotate_refresh,
@@ -83,6 +83,7 @@ __all__ = [
     "mark_mail",
     "open_flow",
     "peek_link",
+    "BATCH",
     "purge",
     "resend_flow",
     "revoke_session",
