@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+import re
+
 from starlette.responses import Response
 
 from service.settings import Settings
 from service.signin.access import Authenticated
 from service.signin.opening import SIGNIN_TTL
+
+
+# What a cookie value may be written as without quoting: what Latch's values are made of
+# (JWTs and URL-safe base64 tokens).
+_PLAIN = re.compile(r"[A-Za-z0-9._-]*")
+_NAME = re.compile(r"[A-Za-z0-9_-]+")
 
 
 def _set(
@@ -18,6 +26,19 @@ def _set(
     *,
     shared: bool = False,
 ) -> None:
+    domain = settings.sessions.cookie_domain or None if shared else None
+    if _PLAIN.fullmatch(value) and _NAME.fullmatch(name) and _PLAIN.fullmatch(domain or ""):
+        # The same header Starlette's set_cookie writes (http.cookies puts the attributes in
+        # alphabetical order), without building a SimpleCookie: ~30 us each, three of them on
+        # every sign-in. Anything unusual goes through set_cookie below.
+        parts = [f"{name}={value}"]
+        if domain:
+            parts.append(f"Domain={domain}")
+        parts += ["HttpOnly", f"Max-Age={max_age}", "Path=/", "SameSite=lax"]
+        if settings.cookie_secure:
+            parts.append("Secure")
+        response.raw_headers.append((b"set-cookie", "; ".join(parts).encode("latin-1")))
+        return
     response.set_cookie(
         name,
         value,
@@ -26,7 +47,7 @@ def _set(
         httponly=True,
         samesite="lax",
         secure=settings.cookie_secure,
-        domain=settings.sessions.cookie_domain or None if shared else None,
+        domain=domain,
     )
 
 

@@ -4,12 +4,16 @@ cookie standing in for the flow id."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import replace
 
 import pytest
+from starlette.responses import Response
 from starlette.testclient import TestClient
 
+from service.web import cookies
 from tests.conftest import (
     ClientFactory,
+    SettingsFactory,
     RecordingTransport,
     mail_code,
     start,
@@ -67,3 +71,41 @@ def test_cookies_are_secure_and_host_prefixed_under_https(
         assert "Secure" in cookie and "HttpOnly" in cookie and "Path=/" in cookie
         assert "Domain" not in cookie
     assert https_client.get("/auth/check").status_code == 200
+
+
+@pytest.mark.parametrize(
+    "env",
+    [
+        {},
+        {"PUBLIC_URL": "https://localhost:8443"},
+        {"PUBLIC_URL": "https://localhost:8443", "COOKIE_DOMAIN": ".example.com"},
+    ],
+)
+def test_cookie_headers_are_the_ones_starlette_writes(
+    make_settings: SettingsFactory, env: dict[str, str]
+) -> None:
+    # Latch writes its Set-Cookie headers itself (service/web/cookies.py: cheaper than
+    # http.cookies on every sign-in); they must be byte for byte what set_cookie writes.
+    domain = env.pop("COOKIE_DOMAIN", "")
+    settings = make_settings(**env)
+    # A shared cookie's Domain (validated against PUBLIC_URL at start-up, set here directly).
+    settings = replace(settings, sessions=replace(settings.sessions, cookie_domain=domain))
+    for name, value, shared in (
+        (settings.session_cookie, "eyJhbGciOi.J9-_x", True),
+        (settings.refresh_cookie, "r3fr-sh_token", False),
+        (settings.flow_cookie, "f.l-o_w", False),
+    ):
+        ours = Response()
+        cookies._set(ours, settings, name, value, 600, shared=shared)
+        theirs = Response()
+        theirs.set_cookie(
+            name,
+            value,
+            max_age=600,
+            path="/",
+            httponly=True,
+            samesite="lax",
+            secure=settings.cookie_secure,
+            domain=(settings.sessions.cookie_domain or None) if shared else None,
+        )
+        assert ours.raw_headers == theirs.raw_headers
