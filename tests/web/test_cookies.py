@@ -3,6 +3,7 @@ cookie standing in for the flow id."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from dataclasses import replace
 
@@ -13,8 +14,8 @@ from starlette.testclient import TestClient
 from service.web import cookies
 from tests.conftest import (
     ClientFactory,
-    SettingsFactory,
     RecordingTransport,
+    SettingsFactory,
     mail_code,
     start,
 )
@@ -109,3 +110,21 @@ def test_cookie_headers_are_the_ones_starlette_writes(
             domain=(settings.sessions.cookie_domain or None) if shared else None,
         )
         assert ours.raw_headers == theirs.raw_headers
+
+
+@pytest.mark.parametrize("env", [{}, {"PUBLIC_URL": "https://localhost:8443"}])
+def test_cleared_flow_cookie_is_the_one_starlette_writes(
+    make_settings: SettingsFactory, env: dict[str, str]
+) -> None:
+    settings = make_settings(**env)
+    ours = Response()
+    cookies.clear_flow_cookie(ours, settings)
+    theirs = Response()
+    theirs.delete_cookie(
+        settings.flow_cookie, path="/", secure=settings.cookie_secure, httponly=True, samesite="lax"
+    )
+    # The expiry is the current time in both; compare around it.
+    mine, starlettes = ours.raw_headers[-1][1].decode(), theirs.raw_headers[-1][1].decode()
+    strip = re.compile(r"expires=[^;]+")
+    assert strip.sub("expires=X", mine) == strip.sub("expires=X", starlettes)
+    assert re.search(r"expires=\w{3}, \d{2} \w{3} \d{4} \d{2}:\d{2}:\d{2} GMT;", mine)
