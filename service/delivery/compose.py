@@ -54,8 +54,11 @@ _ODD = {
     "expires_at": "00:00 UTC",
     "request_ip": "10.0.0.1",
 }
-# RFC 5322 dot-atom: such an address stands in a To header exactly as written.
-_DOT_ATOM = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*")
+# RFC 5322 dot-atom without "=" and "?": such an address stands in a To header exactly as
+# written. "=?…?=" is the start of an RFC 2047 encoded-word, which header parsers decode
+# (`=?q?a=40evil.example=2c?=b@ok` reads as two recipients): any address with either
+# character takes the general path, whose Address() refuses it.
+_DOT_ATOM = re.compile(r"[A-Za-z0-9!#$%&'*+/^_`{|}~-]+(\.[A-Za-z0-9!#$%&'*+/^_`{|}~-]+)*")
 _DOMAIN = re.compile(r"[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*")
 
 Pieces = tuple[tuple[str, ...], tuple[int, ...]]

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from service.delivery.compose import plain_address
 from service.delivery.mail import MailJob, Renderer
 from service.settings import Settings
 from tests.conftest import BASE_URL
@@ -114,3 +115,19 @@ def test_a_subject_with_a_per_mail_value_is_rendered_by_jinja(
     renderer = Renderer(make_settings(EMAIL_TEMPLATES_DIR=str(templates)))
     assert renderer.render(_job())["Subject"] == "Sign in, ada@example.com"
     assert renderer.render(_job(to="bob@example.com"))["Subject"] == "Sign in, bob@example.com"
+
+
+@pytest.mark.parametrize(
+    "address",
+    [
+        "=?iso-8859-1?q?attacker=40evil.example=2c?=boss@example.com",
+        "a=b@example.com",
+        "what?@example.com",
+        "\"quoted\"@example.com",
+        "a..b@example.com",
+        "ü@example.com",
+    ],
+)
+def test_an_address_a_header_could_read_otherwise_is_never_composed(address: str) -> None:
+    # These go the general path, where Address() refuses what a parser would split.
+    assert not plain_address(address)
