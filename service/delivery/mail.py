@@ -8,6 +8,7 @@ to disk: a crash loses what was queued, by design, and the code page offers a re
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import email
 import email.policy
 import logging
@@ -240,6 +241,8 @@ class Mailer:
         self._pending = 0
         self._idle = asyncio.Event()
         self._idle.set()
+        self._room = asyncio.Event()  # set whenever a place may have been given back
+        self._room.set()
         self.sent = 0
         self.failed = 0
 
@@ -253,10 +256,26 @@ class Mailer:
         """True when no further mail can be accepted."""
         return self._pending >= self.settings.mail.queue_size
 
-    def reserve(self) -> None:
-        """Hold a place for one mail, or refuse with 503 when the queue is full."""
+    async def reserve(self) -> None:
+        """Hold a place for one mail; when the queue is full, wait up to MAIL_QUEUE_WAIT for
+        one, then refuse with 503.
+
+        Waiting slows a rush to the pace mail goes out instead of refusing most of it (a class
+        signing in at once got 503s for most starts), while the queue, and so how far mail can
+        fall behind, stays bounded.
+        """
         if self.full:
-            raise UnavailableError(retry_after=5, message="Too many sign-ins at once. Try again.")
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + self.settings.mail.queue_wait
+            while self.full:
+                left = deadline - loop.time()
+                if left <= 0:
+                    raise UnavailableError(
+                        retry_after=5, message="Too many sign-ins at once. Try again."
+                    )
+                self._room.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._room.wait(), left)
         self._pending += 1
         self._idle.clear()
 
@@ -292,6 +311,7 @@ class Mailer:
 
     def _done(self) -> None:
         self._pending -= 1
+        self._room.set()
         if self._pending <= 0:
             self._pending = 0
             self._idle.set()
