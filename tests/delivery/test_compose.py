@@ -123,7 +123,7 @@ def test_a_subject_with_a_per_mail_value_is_rendered_by_jinja(
         "=?iso-8859-1?q?attacker=40evil.example=2c?=boss@example.com",
         "a=b@example.com",
         "what?@example.com",
-        "\"quoted\"@example.com",
+        '"quoted"@example.com',
         "a..b@example.com",
         "ü@example.com",
     ],
