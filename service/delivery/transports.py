@@ -33,17 +33,12 @@ class Transport(Protocol):
     ) -> None: ...
 
 
-class RawTransport(Protocol):
-    """A transport that takes the finished message as bytes (SMTP): nothing parses it again."""
-
-    async def send_raw(self, data: bytes, *, sender: str, recipients: Sequence[str]) -> None: ...
-
-
 async def send_bytes(
     transport: Transport, data: bytes, sender: str, recipients: Sequence[str]
 ) -> None:
-    """Hand a finished message to `transport`: as bytes when it takes them, else parsed (the
-    console, and tests' recording transports, read it as a message)."""
+    """Hand a finished message to `transport`: as bytes to a transport with `send_raw(data, *,
+    sender, recipients)` (SMTP: nothing parses or serialises it again), else parsed into a
+    message (the console, and tests' recording transports, read it as one)."""
     raw = getattr(transport, "send_raw", None)
     if raw is not None:
         await raw(data, sender=sender, recipients=recipients)
