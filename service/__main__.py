@@ -309,7 +309,7 @@ def main(argv: list[str] | None = None) -> int:
             done = f"applied {applied}" if applied else "nothing to apply"
             print(f"migrations: {done}; the database is at the latest schema")
         elif command == "purge":
-            counts = _run_db(settings, lambda d, _: d.run(store.purge(int(time.time()), 86400)))
+            counts = _run_db(settings, lambda d, _: store.purge(d, int(time.time()), 86400))
             print(counts)
         elif command == "users":
             return _users_add(settings, args.email)

@@ -7,7 +7,6 @@ import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Callable, Iterable
-from typing import Any
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -30,8 +29,8 @@ from service.settings import Settings
 from service.signin.sessions import Sessions
 from service.signin.steps import SecondFactor
 from service.signin.wiring import build_signin
-from service.store import oauth
 from service.tokens import AlgorithmMismatchError, Keyring, ensure_key
+from service.web.hot import HotPaths
 from service.web.metrics import AccessLogMiddleware, Metrics
 from service.web.public_cors import PublicCorsMiddleware
 from service.web.security import (
@@ -137,6 +136,17 @@ def create_app(
         ],
         middleware=[
             Middleware(AccessLogMiddleware, metrics=metrics),
+            # The hot GETs answer here, inside the access log and outside everything else.
+            Middleware(
+                HotPaths,
+                settings=settings,
+                sessions=sessions,
+                keyring=keyring,
+                documents={
+                    **api.wellknown.documents(settings, keyring),
+                    **oidc.documents(settings),
+                },
+            ),
             # Outside the credentialed CORS: the public documents answer any origin.
             Middleware(PublicCorsMiddleware),
             *_cors(settings),
@@ -278,8 +288,8 @@ async def _purge(database: Database, settings: Settings, clock: Callable[[], flo
     while True:
         await asyncio.sleep(settings.storage.purge_interval)
         try:
-            counts: dict[str, Any] = await database.run(store.purge(int(clock()), FLOW_RETENTION))
-            counts.update(await database.run(oauth.purge_oauth(int(clock()), FLOW_RETENTION)))
+            # In batches, yielding between them: sign-ins go on while a backlog is purged.
+            counts = await store.purge(database, int(clock()), FLOW_RETENTION)
             log.info("purge: %s", counts)
         except ServiceError as e:
             log.warning("purge skipped: %s", e.message)

@@ -62,6 +62,7 @@ from service.store.passkeys import (
     take_challenge,
     use_passkey,
 )
+from service.store.purge import BATCH, purge
 from service.store.sessions import (
     NewSession,
     NewStep,
@@ -70,7 +71,6 @@ from service.store.sessions import (
     SignIn,
     get_session,
     list_sessions,
-    purge,
     revoke_session,
     revoke_user_sessions,
     rotate_refresh,
@@ -143,6 +143,7 @@ __all__ = [
     "open_flow",
     "passkey_signin",
     "peek_link",
+    "BATCH",
     "purge",
     "remove_passkey",
     "rename_passkey",
