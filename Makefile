@@ -8,7 +8,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 NODE := tests/node
 NODE_STAMP := $(NODE)/node_modules/.installed
 
-.PHONY: install system-packages run test lint fmt typecheck bench soak clean
+.PHONY: install system-packages run test lint fmt typecheck bench bench-scale soak clean
 
 install: $(STAMP)
 
@@ -43,11 +43,15 @@ fmt: install
 	$(BIN)/ruff check --fix service tests bench
 
 soak: install
-	LATCH_SOAK_SIGNINS=$${LATCH_SOAK_SIGNINS:-5000} LATCH_SOAK_CONCURRENCY=$${LATCH_SOAK_CONCURRENCY:-100} $(BIN)/python -m pytest -q -m soak
+	LATCH_SOAK_SIGNINS=$${LATCH_SOAK_SIGNINS:-5000} LATCH_SOAK_CONCURRENCY=$${LATCH_SOAK_CONCURRENCY:-100} LATCH_SOAK_PURGE_SCALE=$${LATCH_SOAK_PURGE_SCALE:-1} $(BIN)/python -m pytest -q -m soak
 
 bench: install
 	command -v wrk >/dev/null 2>&1 || { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq wrk; }
 	$(BIN)/python -m bench
+
+bench-scale: install
+	command -v wrk >/dev/null 2>&1 || { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq wrk; }
+	$(BIN)/python -m bench.scale --write
 
 clean:
 	rm -rf $(NODE)/node_modules $(VENV) data .pytest_cache .mypy_cache .ruff_cache test-artifacts build *.egg-info

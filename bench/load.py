@@ -35,6 +35,7 @@ class Result:
     p99: float
     non_2xx: int
     socket_errors: int
+    max_ms: float = 0.0
 
     @property
     def errors(self) -> int:
@@ -104,4 +105,5 @@ def parse(out: str) -> Result:
         p99=_ms(find(r"\n\s+99%\s+(\S+)").group(1)),
         non_2xx=int(non_2xx.group(1)) if non_2xx else 0,
         socket_errors=sum(int(n) for n in sockets.groups()) if sockets else 0,
+        max_ms=_ms(find(r"Latency\s+\S+\s+\S+\s+(\S+)").group(1)),
     )

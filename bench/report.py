@@ -17,10 +17,10 @@ HEADER = f"""# Benchmark results
 
 Latch against a bare Starlette endpoint (`bench/baseline.py`), both under uvicorn with the same
 settings (one worker, uvloop, httptools, no access log), loaded in the same run by wrk (2 threads,
-64 connections, 10 s after a warm-up) on loopback. Latch runs on SQLite with mail going to an
-aiosmtpd sink and the per-address/IP limits off. The ratio is requests/s over the bare endpoint's
-requests/s in the same run. Rerun with `make bench` (or `.venv/bin/python -m bench`); each run is
-added at the top and the last {KEEP_RUNS} are kept.
+64 connections, 10 s after a warm-up) on loopback. Latch runs on SQLite with mail going to a
+lean SMTP sink (`bench/sink.py`), the default mail queue, and the per-address/IP limits off. The
+ratio is requests/s over the bare endpoint's requests/s in the same run. Rerun with `make bench`
+(or `.venv/bin/python -m bench`); each run is added at the top and the last {KEEP_RUNS} are kept.
 """
 
 

@@ -17,7 +17,7 @@ from starlette.responses import Response
 from starlette.routing import Match, Route
 
 from service import admin, api, crypto, db, oidc
-from service.accounts.housekeeping import purge_all
+from service.accounts.housekeeping import Purge
 from service.accounts.operator import Operator, webhook_seal_key
 from service.admin import openapi as admin_openapi
 from service.crypto import Keys
@@ -34,6 +34,7 @@ from service.signin.sessions import Sessions
 from service.signin.steps import SecondFactor
 from service.signin.wiring import build_signin
 from service.tokens import AlgorithmMismatchError, Keyring, ensure_key
+from service.web.hot import HotPaths
 from service.web.metrics import AccessLogMiddleware, Metrics
 from service.web.public_cors import PublicCorsMiddleware
 from service.web.security import (
@@ -115,8 +116,9 @@ def create_app(
             asyncio.create_task(
                 _reload_keys(keyring, settings.tokens.keys_reload_interval), name="latch-keys"
             ),
-            asyncio.create_task(_purge(database, settings, clock), name="latch-purge"),
         ]
+        purge = Purge(database, settings, clock)
+        purge.start()
         try:
             yield
         finally:
@@ -124,6 +126,7 @@ def create_app(
             await signin.notices.drain(settings.runtime.shutdown_grace)
             await mailer.drain(settings.runtime.shutdown_grace)
             await webhooks.stop()
+            await purge.stop()
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
@@ -142,6 +145,17 @@ def create_app(
         ],
         middleware=[
             Middleware(AccessLogMiddleware, metrics=metrics),
+            # The hot GETs answer here, inside the access log and outside everything else.
+            Middleware(
+                HotPaths,
+                settings=settings,
+                sessions=sessions,
+                keyring=keyring,
+                documents={
+                    **api.wellknown.documents(settings, keyring),
+                    **oidc.documents(settings),
+                },
+            ),
             # Outside the credentialed CORS: the public documents answer any origin.
             Middleware(PublicCorsMiddleware),
             *_cors(settings),
@@ -276,16 +290,3 @@ async def _reload_keys(keyring: Keyring, interval: float) -> None:
             keyring.reload()
         except Exception as e:  # a half-written folder must not stop the service
             log.error("signing keys not reloaded: %s", e)
-
-
-async def _purge(database: Database, settings: Settings, clock: Callable[[], float]) -> None:
-    """Periodic purge; safe on every instance at once (deletes are idempotent)."""
-    if not settings.storage.purge_interval:
-        return
-    while True:
-        await asyncio.sleep(settings.storage.purge_interval)
-        try:
-            counts = await purge_all(database, settings, int(clock()))
-            log.info("purge: %s", counts)
-        except ServiceError as e:
-            log.warning("purge skipped: %s", e.message)

@@ -3,18 +3,22 @@ public and cacheable."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from service.api.openapi import build_spec
+from service.settings import Settings
+from service.tokens import Keyring
 from service.web.state import app_state
 
 
-async def configuration(request: Request) -> Response:
-    """GET /.well-known/latch-configuration: what a verifier needs to know (cacheable)."""
-    settings = app_state(request).settings
-    keys = app_state(request).keyring.jwks()["keys"]
+def configuration_body(settings: Settings, keyring: Keyring) -> dict[str, Any]:
+    """The latch-configuration document."""
+    keys = keyring.jwks()["keys"]
     base = settings.public_url
     body = {
         "issuer": base,
@@ -31,6 +35,29 @@ async def configuration(request: Request) -> Response:
         # A verifier refuses tokens that claim to live longer (Verifier(max_lifetime=...)).
         "access_token_ttl": settings.sessions.access_ttl,
     }
+    return body
+
+
+def documents(settings: Settings, keyring: Keyring) -> dict[str, Callable[[], bytes]]:
+    """The public documents the hot path serves (service/web/hot.py), by path: each builds its
+    body, called again only when the keyring's generation changes. The OpenID provider's
+    discovery document is its own (`oidc.documents`: api/ and oidc/ never import each other);
+    create_app joins the two."""
+    return {
+        "/.well-known/jwks.json": keyring.jwks_json,
+        "/.well-known/latch-configuration": lambda: _json(configuration_body(settings, keyring)),
+    }
+
+
+def _json(body: dict[str, Any]) -> bytes:
+    # The bytes JSONResponse would send: the routed handler and the hot path answer alike.
+    return bytes(JSONResponse(body).body)
+
+
+async def configuration(request: Request) -> Response:
+    """GET /.well-known/latch-configuration: what a verifier needs to know (cacheable)."""
+    state = app_state(request)
+    body = configuration_body(state.settings, state.keyring)
     return JSONResponse(body, headers={"Cache-Control": "public, max-age=300"})
 
 

@@ -1,11 +1,11 @@
 """DKIM signing of a finished message (RFC 6376, rsa-sha256, relaxed/relaxed) with dkimpy.
 
-The signature covers bytes, while the transport is handed an EmailMessage that aiosmtplib
-serialises again. They agree because the message is 7-bit clean (rendered with
-cte_type="7bit": quoted-printable bodies, RFC 2047 headers), so every serialisation aiosmtplib
-may choose (SMTP or SMTPUTF8 policy, 8BITMIME or not) yields the signed bytes, and the signed
-message is re-read with refold_source="none", so its headers are written back exactly as
-signed. tests/delivery/test_reputation.py verifies what actually arrives over SMTP.
+The mailer signs the finished bytes it hands to SMTP as they are (`sign_bytes`), so what is
+signed is what is sent. `sign` keeps the message-object form for callers that have one: the
+message is 7-bit clean (quoted-printable bodies, RFC 2047 headers), so every serialisation
+aiosmtplib may choose yields the signed bytes, and the signed message is re-read with
+refold_source="none", so its headers are written back exactly as signed.
+tests/delivery/test_reputation.py verifies what actually arrives over SMTP.
 """
 
 from __future__ import annotations
@@ -57,8 +57,22 @@ class DkimSigner:
 
     def sign(self, message: EmailMessage) -> EmailMessage:
         """The message with a DKIM-Signature header first; the original is left as it was."""
-        raw = message.as_bytes(policy=_WIRE)
-        present = {name.lower().encode("ascii") for name in message}
+        signed = email.message_from_bytes(
+            self.sign_bytes(message.as_bytes(policy=_WIRE)), policy=_READ_BACK
+        )
+        if not isinstance(signed, EmailMessage):  # pragma: no cover (policy.default's class)
+            raise TypeError("the signed message did not parse as an EmailMessage")
+        return signed
+
+    def sign_bytes(self, raw: bytes) -> bytes:
+        """The finished message (CRLF bytes, 7-bit) with a DKIM-Signature header first: signed
+        exactly as it will be sent, since the bytes are handed to SMTP as they are."""
+        head = raw.split(b"\r\n\r\n", 1)[0]
+        present = {
+            line.split(b":", 1)[0].strip().lower()
+            for line in head.split(b"\r\n")
+            if line and line[:1] not in b" \t"
+        }
         headers = [h for h in _SIGNED if h in present or h == b"from"]
         try:
             signature = dkim.sign(
@@ -72,7 +86,4 @@ class DkimSigner:
         except dkim.DKIMException as e:
             # A ValueError fails the flow (Mailer._attempt): no unsigned mail goes out instead.
             raise ValueError(f"DKIM signing failed: {type(e).__name__}") from None
-        signed = email.message_from_bytes(signature + raw, policy=_READ_BACK)
-        if not isinstance(signed, EmailMessage):  # pragma: no cover (policy.default's class)
-            raise TypeError("the signed message did not parse as an EmailMessage")
-        return signed
+        return bytes(signature) + raw

@@ -8,6 +8,8 @@ to disk: a crash loses what was queued, by design, and the code page offers a re
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import email
 import email.policy
 import logging
 from collections.abc import Callable
@@ -15,15 +17,22 @@ from dataclasses import dataclass
 from email.headerregistry import Address, BaseHeader, HeaderRegistry
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
+from typing import Any
 from urllib.parse import urlsplit
 
 import jinja2
 
 from service import store
 from service.db import Database
+from service.delivery import compose
 from service.delivery.account_mail import Notice, NoticeTemplates
 from service.delivery.dkim import DkimSigner
-from service.delivery.transports import PermanentMailError, TransientMailError, Transport
+from service.delivery.transports import (
+    PermanentMailError,
+    TransientMailError,
+    Transport,
+    send_bytes,
+)
 from service.device import describe_device
 from service.display import mask_email
 from service.errors import ConfigError, UnavailableError
@@ -75,6 +84,19 @@ class Renderer:
         if sender is None:
             raise ConfigError(f"MAIL_FROM must be exactly one address, not {self.sender!r}")
         self.envelope_sender = sender
+        self._domain = _mail_domain(settings)
+        self._fixed: dict[str, Any] = {
+            "app_name": settings.brand.app_name,
+            "accent_color": settings.brand.accent_color,
+            "logo_url": f"{settings.public_url}/logo" if settings.brand.logo_file else "",
+            "expires_minutes": max(1, settings.signin.code_ttl // 60),
+        }
+        self._composer = compose.Composer(
+            self._subject, self._body_text, self._body_html, _one_line
+        )
+        self._heads: dict[str, bytes] = {}
+        # What every notice's templates get of the brand (delivery/account_mail.py).
+        self._brand = {k: self._fixed[k] for k in ("app_name", "accent_color", "logo_url")}
         self.notices = NoticeTemplates(settings.mail.templates_dir)
 
     def envelope(self, job: MailJob) -> tuple[str, tuple[str, ...]]:
@@ -85,43 +107,71 @@ class Renderer:
         """
         return self.envelope_sender, (job.to,)
 
-    def _brand(self) -> dict[str, str]:
-        s = self.settings
-        return {
-            "app_name": s.brand.app_name,
-            "accent_color": s.brand.accent_color,
-            "logo_url": f"{s.public_url}/logo" if s.brand.logo_file else "",
-        }
-
     def render_notice(self, notice: Notice) -> EmailMessage:
-        """A notice (delivery/account_mail.py) as a complete mail to exactly `notice.to`."""
-        parts = self.notices.render(notice, self._brand())
-        return self.compose(notice.to, parts.subject, parts.text, parts.html)
+        """A notice (delivery/account_mail.py) as a complete mail to exactly `notice.to`.
 
-    def render(self, job: MailJob) -> EmailMessage:
-        """The complete sign-in mail for a job, addressed to exactly `job.to`."""
-        s = self.settings
-        context = {
-            **self._brand(),
+        Always the general path: a notice's values (device names, times, masked addresses)
+        are not the sign-in mail's, which the composer's probes vouch for, and notices are at
+        most one per sign-in or change, never what limits a rush.
+        """
+        parts = self.notices.render(notice, self._brand)
+        return self.build(notice.to, parts.subject, parts.text, parts.html)
+
+    def _context(self, job: MailJob) -> dict[str, Any]:
+        return {
+            **self._fixed,
             "email": job.to,
             "code": job.code,
             "code_display": f"{job.code[:3]} {job.code[3:]}",
             "link": job.link,
-            "expires_minutes": max(1, s.signin.code_ttl // 60),
             "expires_at": formatdate(job.expires_at, usegmt=True)[17:22] + " UTC",
             "request_ip": job.ip,
             "request_device": describe_device(job.user_agent),
         }
-        return self.compose(
+
+    def mime(self, job: MailJob) -> bytes:
+        """The complete sign-in mail for a job as bytes (CRLF), addressed to exactly `job.to`.
+
+        Filled into a pre-rendered shape when that gives what the templates would (compose.py),
+        else rendered by Jinja and built by the `email` package.
+        """
+        context = self._context(job)
+        shape = self._composer.shape(self._fixed, context["request_device"], bool(job.ip))
+        if shape is not None and self._composer.fits(context):
+            text, html = self._composer.encode(shape, context)
+            return compose.mime(self._head(shape.subject), job.to, self._domain, text, html)
+        return wire(self.render_general(job))
+
+    def render(self, job: MailJob) -> EmailMessage:
+        """The sign-in mail as a message object (what the bytes of `mime` read back as)."""
+        message = email.message_from_bytes(self.mime(job), policy=_POLICY)
+        assert isinstance(message, EmailMessage)  # policy.default's message class
+        return message
+
+    def _head(self, subject: str) -> bytes:
+        """The Subject and From lines for a subject, encoded and folded once."""
+        head = self._heads.get(subject)
+        if head is None:
+            msg = EmailMessage(policy=_POLICY)
+            msg["Subject"] = subject
+            msg["From"] = self.sender
+            head = self._heads[subject] = msg.as_bytes(policy=_HEAD).split(b"\n\n", 1)[0] + b"\n"
+        return head
+
+    def render_general(self, job: MailJob) -> EmailMessage:
+        """The mail rendered by Jinja and built by the `email` package (the general path)."""
+        context = self._context(job)
+        return self.build(
             job.to,
             self._subject.render(context),
             self._body_text.render(context),
             self._body_html.render(context),
         )
 
-    def compose(self, to: str, subject: str, text: str, html: str) -> EmailMessage:
-        """A multipart mail from Latch to exactly `to` (sign-in mails and notices alike)."""
-        s = self.settings
+    def build(self, to: str, subject: str, text: str, html: str) -> EmailMessage:
+        """A multipart mail from Latch to exactly `to`, built by the `email` package: the
+        general path of sign-in mails, and every notice (delivery/account_mail.py and
+        delivery/notices.py), so all of them carry the same headers and sign alike."""
         msg = EmailMessage(policy=_POLICY)
         # Whatever a template or APP_NAME holds, the subject is one line: no header injection.
         msg["Subject"] = _one_line(subject)
@@ -131,7 +181,7 @@ class Renderer:
         # Address() refuses such an addr_spec (ValueError: the job fails, nothing is sent).
         msg["To"] = Address(addr_spec=to)
         msg["Date"] = formatdate(usegmt=True)
-        msg["Message-ID"] = make_msgid(domain=_mail_domain(s))
+        msg["Message-ID"] = make_msgid(domain=self._domain)
         msg["Auto-Submitted"] = "auto-generated"
         # Exchange and Outlook honour this one instead: no out-of-office replies, read receipts
         # or delivery reports sent back to MAIL_FROM for a mail nobody wrote.
@@ -168,6 +218,15 @@ class _CachedHeaderRegistry(HeaderRegistry):
 # the parts are built, so the message is the same bytes through any relay (with or without
 # 8BITMIME), and a DKIM signature over it survives the trip (delivery/dkim.py).
 _POLICY = email.policy.default.clone(header_factory=_CachedHeaderRegistry(), cte_type="7bit")
+# The bytes that go out: CRLF line ends (SMTP's), 7-bit as above.
+_WIRE = _POLICY.clone(linesep="\r\n")
+# Header lines built once for the composed path, which turns every LF into CRLF itself.
+_HEAD = _POLICY.clone(linesep="\n")
+
+
+def wire(message: EmailMessage) -> bytes:
+    """A message built by `Renderer.build` as the bytes that go out (CRLF, 7-bit)."""
+    return message.as_bytes(policy=_WIRE)
 
 
 def _one_line(text: str) -> str:
@@ -210,6 +269,8 @@ class Mailer:
         self._pending = 0
         self._idle = asyncio.Event()
         self._idle.set()
+        self._room = asyncio.Event()  # set whenever a place may have been given back
+        self._room.set()
         self.sent = 0
         self.failed = 0
 
@@ -223,10 +284,26 @@ class Mailer:
         """True when no further mail can be accepted."""
         return self._pending >= self.settings.mail.queue_size
 
-    def reserve(self) -> None:
-        """Hold a place for one mail, or refuse with 503 when the queue is full."""
+    async def reserve(self) -> None:
+        """Hold a place for one mail; when the queue is full, wait up to MAIL_QUEUE_WAIT for
+        one, then refuse with 503.
+
+        Waiting slows a rush to the pace mail goes out instead of refusing most of it (a class
+        signing in at once got 503s for most starts), while the queue, and so how far mail can
+        fall behind, stays bounded.
+        """
         if self.full:
-            raise UnavailableError(retry_after=5, message="Too many sign-ins at once. Try again.")
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + self.settings.mail.queue_wait
+            while self.full:
+                left = deadline - loop.time()
+                if left <= 0:
+                    raise UnavailableError(
+                        retry_after=5, message="Too many sign-ins at once. Try again."
+                    )
+                self._room.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._room.wait(), left)
         self._pending += 1
         self._idle.clear()
 
@@ -276,6 +353,7 @@ class Mailer:
 
     def _done(self) -> None:
         self._pending -= 1
+        self._room.set()
         if self._pending <= 0:
             self._pending = 0
             self._idle.set()
@@ -314,11 +392,11 @@ class Mailer:
                 log.info("mail.skip flow=%s", job.flow_id[:8])
                 return True
         try:
-            message = self.renderer.render(job)
+            data = self.renderer.mime(job)
             sender, recipients = self.renderer.envelope(job)
             if self.signer is not None:
                 # An RSA signature costs a millisecond or two: off the event loop.
-                message = await asyncio.to_thread(self.signer.sign, message)
+                data = await asyncio.to_thread(self.signer.sign_bytes, data)
         except (jinja2.TemplateError, ValueError) as e:
             # A broken template (EMAIL_TEMPLATES_DIR is the operator's) fails every attempt, as
             # does a recipient the To header cannot carry unchanged:
@@ -326,7 +404,7 @@ class Mailer:
             await self._fail(job, f"render: {type(e).__name__}: {e}")
             return True
         try:
-            await self.transport.send(message, sender=sender, recipients=recipients)
+            await send_bytes(self.transport, data, sender, recipients)
         except TransientMailError as e:
             return await self._retry_or_fail(job, attempt, str(e))
         except PermanentMailError as e:
@@ -341,12 +419,8 @@ class Mailer:
         """One delivery attempt of a notice; False when a retry was scheduled. A notice has
         no flow whose status to record: its outcome is logged only."""
         try:
-            message = self.renderer.render_notice(notice)
-            if self.signer is not None:
-                message = await asyncio.to_thread(self.signer.sign, message)
-            await self.transport.send(
-                message, sender=self.renderer.envelope_sender, recipients=(notice.to,)
-            )
+            data = await self.finish(self.renderer.render_notice(notice))
+            await send_bytes(self.transport, data, self.renderer.envelope_sender, (notice.to,))
         except TransientMailError as e:
             delays = self.settings.mail.retry_delays
             delay = delays[attempt] if attempt < len(delays) else None
@@ -365,6 +439,15 @@ class Mailer:
             "mail.sent notice=%s kind=%s to=%s", notice.ref[:8], notice.kind, mask_email(notice.to)
         )
         return True
+
+    async def finish(self, message: EmailMessage) -> bytes:
+        """A built message as the bytes to send, DKIM-signed when DKIM is on (a ValueError
+        when signing fails: no unsigned mail goes out instead)."""
+        data = wire(message)
+        if self.signer is not None:
+            # An RSA signature costs a millisecond or two: off the event loop.
+            data = await asyncio.to_thread(self.signer.sign_bytes, data)
+        return data
 
     def _notice_failed(self, notice: Notice, error: str) -> None:
         self.failed += 1

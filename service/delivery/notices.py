@@ -12,15 +12,13 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass
-from email.headerregistry import Address
 from email.message import EmailMessage
-from email.utils import formatdate, make_msgid
 from pathlib import Path
 
 import jinja2
 
 from service.delivery.mail import Mailer
-from service.delivery.transports import PermanentMailError, TransientMailError
+from service.delivery.transports import PermanentMailError, TransientMailError, send_bytes
 from service.display import mask_email
 from service.settings import Settings
 
@@ -74,16 +72,14 @@ class Notices:
             "left": notice.left,
         }
         subject = " ".join(self._subject.render(context).split())
-        msg = EmailMessage()
-        msg["Subject"] = subject
-        msg["From"] = self.mailer.renderer.sender
-        msg["To"] = Address(addr_spec=notice.to)
-        msg["Date"] = formatdate(usegmt=True)
-        msg["Message-ID"] = make_msgid(domain="latch.invalid")
-        msg["Auto-Submitted"] = "auto-generated"
-        msg.set_content(self._text.render(context))
-        msg.add_alternative(self._html.render({**context, "subject": subject}), subtype="html")
-        return msg
+        # Built as every Latch mail is (Renderer.build): the same headers (Auto-Submitted,
+        # X-Auto-Response-Suppress, a Message-ID of Latch's domain) and 7-bit, so DKIM holds.
+        return self.mailer.renderer.build(
+            notice.to,
+            subject,
+            self._text.render(context),
+            self._html.render({**context, "subject": subject}),
+        )
 
     def send(self, notice: Notice) -> None:
         """Send in the background; never raises into the request that changed a factor."""
@@ -97,14 +93,14 @@ class Notices:
     async def _deliver(self, notice: Notice) -> None:
         to = mask_email(notice.to)
         try:
-            message = self.render(notice)
+            data = await self.mailer.finish(self.render(notice))
         except (jinja2.TemplateError, ValueError) as e:
             log.warning("mail.notice_failed kind=%s to=%s: %s", notice.kind, to, type(e).__name__)
             return
         sender = self.mailer.renderer.envelope_sender
         for delay in (*RETRY_DELAYS, None):
             try:
-                await self.mailer.transport.send(message, sender=sender, recipients=(notice.to,))
+                await send_bytes(self.mailer.transport, data, sender, (notice.to,))
             except TransientMailError as e:
                 if delay is None:
                     log.warning("mail.notice_failed kind=%s to=%s: %s", notice.kind, to, e)

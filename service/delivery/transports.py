@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import email
+import email.policy
 import logging
 import ssl
 import sys
@@ -16,6 +18,7 @@ import aiosmtplib
 from service.settings import Settings
 
 log = logging.getLogger("latch.mail")
+_READ = email.policy.default
 
 
 class Transport(Protocol):
@@ -28,6 +31,21 @@ class Transport(Protocol):
     async def send(
         self, message: EmailMessage, *, sender: str, recipients: Sequence[str]
     ) -> None: ...
+
+
+async def send_bytes(
+    transport: Transport, data: bytes, sender: str, recipients: Sequence[str]
+) -> None:
+    """Hand a finished message to `transport`: as bytes to a transport with `send_raw(data, *,
+    sender, recipients)` (SMTP: nothing parses or serialises it again), else parsed into a
+    message (the console, and tests' recording transports, read it as one)."""
+    raw = getattr(transport, "send_raw", None)
+    if raw is not None:
+        await raw(data, sender=sender, recipients=recipients)
+        return
+    message = email.message_from_bytes(data, policy=_READ)
+    assert isinstance(message, EmailMessage)  # policy.default's message class
+    await transport.send(message, sender=sender, recipients=recipients)
 
 
 class TransientMailError(Exception):
@@ -97,12 +115,12 @@ class SmtpTransport:
         return client, False
 
     async def _send_once(
-        self, message: EmailMessage, sender: str, recipients: Sequence[str]
+        self, message: EmailMessage | bytes, sender: str, recipients: Sequence[str]
     ) -> None:
         client, reused = await self._connected()
         try:
             try:
-                await client.send_message(message, sender=sender, recipients=recipients)
+                await _deliver(client, message, sender, recipients)
             except (aiosmtplib.SMTPServerDisconnected, ConnectionError) as e:
                 if not reused:
                     raise
@@ -111,7 +129,7 @@ class SmtpTransport:
                 await _close_quietly(client)
                 client = self._new_client()
                 await client.connect()
-                await client.send_message(message, sender=sender, recipients=recipients)
+                await _deliver(client, message, sender, recipients)
         except BaseException:
             await _close_quietly(client)
             raise
@@ -119,6 +137,15 @@ class SmtpTransport:
 
     async def send(self, message: EmailMessage, *, sender: str, recipients: Sequence[str]) -> None:
         """Send one message, classifying failures as transient or permanent."""
+        await self._send_classified(message, sender, recipients)
+
+    async def send_raw(self, data: bytes, *, sender: str, recipients: Sequence[str]) -> None:
+        """Send one finished message as it is (CRLF bytes), classifying failures alike."""
+        await self._send_classified(data, sender, recipients)
+
+    async def _send_classified(
+        self, message: EmailMessage | bytes, sender: str, recipients: Sequence[str]
+    ) -> None:
         if not recipients:
             raise PermanentMailError("no recipient")  # aiosmtplib would read the headers
         try:
@@ -156,6 +183,15 @@ class SmtpTransport:
         idle, self._idle = self._idle, []
         for client, _ in idle:
             await _close_quietly(client)
+
+
+async def _deliver(
+    client: aiosmtplib.SMTP, message: EmailMessage | bytes, sender: str, recipients: Sequence[str]
+) -> None:
+    if isinstance(message, bytes):
+        await client.sendmail(sender, list(recipients), message)
+    else:
+        await client.send_message(message, sender=sender, recipients=recipients)
 
 
 async def _close_quietly(client: aiosmtplib.SMTP) -> None:

@@ -49,6 +49,8 @@ pages_surface = Surface("oidc", _render_page_error, json=False)
 api_surface = Surface("oidc-api", _render_json_error, json=True)
 page_routes: list[BaseRoute] = [*authorize.routes, *logout.routes]
 api_routes: list[BaseRoute] = [*discovery.routes, *token.routes]
+# The public documents the hot path answers itself (service/web/hot.py), by path.
+documents = discovery.documents
 
 
 def attach(

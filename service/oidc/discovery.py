@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from starlette.requests import Request
@@ -62,6 +63,14 @@ def metadata(settings: Settings) -> dict[str, Any]:
         "request_parameter_supported": False,
         "request_uri_parameter_supported": False,
         "authorization_response_iss_parameter_supported": True,
+    }
+
+
+def documents(settings: Settings) -> dict[str, Callable[[], bytes]]:
+    """The discovery document for the hot path (service/web/hot.py), which serves it as this
+    module's route would: the bytes JSONResponse sends, with the same cache lifetime."""
+    return {
+        "/.well-known/openid-configuration": lambda: bytes(JSONResponse(metadata(settings)).body)
     }
 
 

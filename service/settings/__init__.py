@@ -18,8 +18,8 @@ from urllib.parse import urlsplit
 from service.errors import ConfigError
 from service.settings.dkim import DkimSettings
 from service.settings.fields import Network, env, read_section, secret, url
-from service.settings.passkeys import PasskeySettings
 from service.settings.operator import OperatorSettings
+from service.settings.passkeys import PasskeySettings
 from service.settings.sections import (
     ALGORITHMS,
     LOGO_TYPES,

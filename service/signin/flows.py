@@ -155,7 +155,7 @@ class Login:
             ip=ip,
             user_agent=user_agent[:300],
         )
-        self.mailer.reserve()
+        await self.mailer.reserve()
         try:
             outcome = await self.db.run(store.open_flow(flow, self.limits, now))
         except BaseException:
@@ -173,7 +173,7 @@ class Login:
         """A new code and link on the same flow (the old ones stop working)."""
         code, code_hash, token, link_hash = self._new_secrets(flow_id)
         now = self._now()
-        self.mailer.reserve()
+        await self.mailer.reserve()
         try:
             outcome = await self.db.run(
                 store.resend_flow(

@@ -75,6 +75,7 @@ from service.store.passkeys import (
     take_challenge,
     use_passkey,
 )
+from service.store.purge import BATCH, breathe, purge
 from service.store.sessions import (
     NewSession,
     NewStep,
@@ -84,7 +85,6 @@ from service.store.sessions import (
     end_user_sessions,
     get_session,
     list_sessions,
-    purge,
     revoke_session,
     revoke_user_sessions,
     rotate_refresh,
@@ -169,7 +169,9 @@ __all__ = [
     "open_flow",
     "passkey_signin",
     "peek_link",
+    "BATCH",
     "purge",
+    "breathe",
     "remove_passkey",
     "rename_passkey",
     "resend_flow",

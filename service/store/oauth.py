@@ -369,20 +369,3 @@ def revoke_app(user_id: str, client_id: str, now: int, *, actor: Actor) -> UseCa
             Event.CONSENT_REVOKED, actor=actor, now=now, user_id=user_id, details=details
         )
     return len(rows)
-
-
-@replayable
-def purge_oauth(now: int, keep: int) -> UseCase[dict[str, int]]:
-    """Delete ended authorization requests, codes never exchanged, and grants revoked or
-    whose session has gone (a grant outlives nothing: its tokens die with the session)."""
-    cut = now - keep
-    requests = yield Q(
-        "DELETE FROM oauth_requests WHERE expires_at < :cut RETURNING id", {"cut": cut}
-    )
-    grants = yield Q(
-        "DELETE FROM oauth_grants WHERE (code_used_at IS NULL AND code_expires_at < :cut)"
-        " OR revoked_at < :cut OR NOT EXISTS (SELECT 1 FROM sessions s"
-        " WHERE s.id = oauth_grants.session_id) RETURNING id",
-        {"cut": cut},
-    )
-    return {"oauth_requests": len(requests), "oauth_grants": len(grants)}

@@ -13,7 +13,7 @@ from dataclasses import KW_ONLY, dataclass
 from enum import StrEnum
 from typing import Any
 
-from service.db import Lock, Q, Row, UseCase, replayable
+from service.db import Q, Row, UseCase, replayable
 from service.store.audit import ANONYMOUS, Actor, Event, record
 
 _SESSION_COLUMNS = (
@@ -279,47 +279,3 @@ def _rotation(state: RotationState, row: Row) -> UseCase[Rotation]:
         amr=tuple(row["amr"].split()),
         auth_time=row["auth_time"],
     )
-
-
-@replayable
-def purge(now: int, keep_flows: int) -> UseCase[dict[str, int]]:
-    """Delete flows and mail records past the longest limit window, dead sessions, and
-    pending sign-ins and passkey challenges past their five minutes."""
-    # Every instance purges on its own timer: one at a time does the work and the others find
-    # nothing left, instead of racing over the same rows (and risking a deadlock between them).
-    yield Lock("latch.purge")
-    cut = now - keep_flows
-    counts = {}
-    for name, sql, p in (
-        ("flows", "DELETE FROM login_flows WHERE created_at < :cut RETURNING id", {"cut": cut}),
-        (
-            "mail_log",
-            "DELETE FROM mail_log WHERE created_at < :cut RETURNING flow_id",
-            {"cut": cut},
-        ),
-        (
-            "address_failures",
-            "DELETE FROM address_failures WHERE locked_until < :now"
-            " AND updated_at < :cut RETURNING email_key",
-            {"cut": cut, "now": now},
-        ),
-        (
-            "sessions",
-            "DELETE FROM sessions WHERE expires_at < :now OR idle_expires_at < :now"
-            " OR revoked_at < :cut RETURNING id",
-            {"cut": cut, "now": now},
-        ),
-        (
-            "signins",
-            "DELETE FROM signins WHERE expires_at < :now RETURNING id",
-            {"now": now},
-        ),
-        (
-            "webauthn_challenges",
-            "DELETE FROM webauthn_challenges WHERE expires_at < :now RETURNING id",
-            {"now": now},
-        ),
-    ):
-        rows = yield Q(sql, p)
-        counts[name] = len(rows)
-    return counts

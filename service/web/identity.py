@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from starlette.requests import HTTPConnection
 
-from service.errors import UnauthenticatedError
+from service.errors import ServiceError, UnauthenticatedError
 from service.settings import Settings
 from service.signin.sessions import Identity
+from service.web.hot import checked
 from service.web.security import client_ip
 from service.web.state import app_state
 
@@ -36,7 +37,12 @@ async def current_identity(connection: HTTPConnection) -> Identity:
     """The signed-in person of this request, else UnauthenticatedError."""
     state = app_state(connection)
     token = access_token(connection, state.settings)
+    already = checked(connection.scope)
     try:
+        if isinstance(already, ServiceError):
+            raise already
+        if already is not None:
+            return already
         return await state.sessions.check(token)
     except UnauthenticatedError as e:
         if token is not None and token == _bearer(connection):

@@ -31,21 +31,26 @@ def content_security_policy(settings: Settings) -> str:
     )
 
 
+def security_headers(settings: Settings) -> list[tuple[bytes, bytes]]:
+    """The headers of docs/design.md §5 that every response carries (Cache-Control aside)."""
+    headers = [
+        (b"content-security-policy", content_security_policy(settings).encode()),
+        (b"x-content-type-options", b"nosniff"),
+        (b"referrer-policy", b"no-referrer"),
+        (b"x-frame-options", b"DENY"),
+        (b"cross-origin-opener-policy", b"same-origin"),
+    ]
+    if settings.https:
+        headers.append((b"strict-transport-security", b"max-age=63072000; includeSubDomains"))
+    return headers
+
+
 class SecurityHeadersMiddleware:
     """Adds the headers of docs/design.md §5 to every response (unless the endpoint set its own)."""
 
     def __init__(self, app: ASGIApp, settings: Settings) -> None:
         self.app = app
-        headers = [
-            (b"content-security-policy", content_security_policy(settings).encode()),
-            (b"x-content-type-options", b"nosniff"),
-            (b"referrer-policy", b"no-referrer"),
-            (b"x-frame-options", b"DENY"),
-            (b"cross-origin-opener-policy", b"same-origin"),
-        ]
-        if settings.https:
-            headers.append((b"strict-transport-security", b"max-age=63072000; includeSubDomains"))
-        self.headers = headers
+        self.headers = security_headers(settings)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":

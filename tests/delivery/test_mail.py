@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import threading
 import time
 from collections.abc import Callable, Sequence
 from email.message import EmailMessage
@@ -18,12 +19,14 @@ from service.app import create_app
 from service.delivery.mail import MailJob, Renderer
 from service.errors import ConfigError
 from service.settings import Settings
+from service.web.state import app_state_of
 from tests.conftest import BASE_URL, FakeClock, RecordingTransport, start
 from tests.support.mail import flow_view, wait_mail_status, write_templates
 from tests.support.smtp import (
     html_part,
     text_part,
 )
+from tests.support.wait import eventually
 
 MakeSettings = Callable[..., Settings]
 LINK = f"{BASE_URL}/login/link?t=eyJmIjoiYWJjIn0.ZmQ1.c2lnbmF0dXJl"
@@ -153,6 +156,32 @@ def test_mail_still_queued_after_stale_time_is_shown_as_not_delivered(
         client.portal.call(gate.open.set)
         assert wait_mail_status(client, flow_id, "sent")["state"] == "pending"
     assert len(gate.sent) == 1
+
+
+def test_a_start_that_finds_the_queue_full_waits_for_a_place(
+    make_settings: MakeSettings, clock: FakeClock
+) -> None:
+    gate = GateTransport()
+    settings = make_settings(MAIL_QUEUE_SIZE="1", MAIL_QUEUE_WAIT="60")
+    app = create_app(settings, mail_transport=gate, clock=clock)
+    with TestClient(app, base_url=BASE_URL) as client:
+        start(client, "ada@example.com")  # its mail holds the only place, stuck at the gate
+        answers: list[int] = []
+        second = threading.Thread(
+            target=lambda: answers.append(
+                client.post("/api/start", json={"email": "bob@example.com"}).status_code
+            )
+        )
+        second.start()
+        mailer = app_state_of(client).mailer
+        # The second start is waiting for a place (it cleared the "room" signal), not refused.
+        eventually(lambda: not mailer._room.is_set(), "the second start to wait for a place")
+        assert answers == []
+        assert client.portal is not None
+        client.portal.call(gate.open.set)
+        second.join(30)
+    assert answers == [202]
+    assert len(gate.sent) == 2
 
 
 def test_broken_template_fails_the_mail_and_ends_the_flow(

@@ -3,10 +3,12 @@ a DKIM verifier, both fed the exact bytes aiosmtpd received from Latch's SMTP tr
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import os
 import re
 import subprocess
+import time
 from collections.abc import Callable
 from html.parser import HTMLParser
 from pathlib import Path
@@ -18,6 +20,12 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from starlette.testclient import TestClient
 
 from service.app import create_app
+from service.db import open_database
+from service.delivery.account_mail import Notice, NoticeKind
+from service.delivery.mail import Mailer
+from service.delivery.notices import Notice as FactorNotice
+from service.delivery.notices import Notices
+from service.delivery.transports import default_transport
 from service.settings import Settings
 from tests.conftest import BASE_URL, mail_code, start
 from tests.support.smtp import Delivery, SmtpSink, html_part
@@ -208,3 +216,96 @@ def test_without_dkim_settings_nothing_is_signed(make_settings: MakeSettings) ->
     with SmtpSink() as sink:
         message = delivered_mail(make_settings(**smtp_env(sink)), sink).message
     assert message["DKIM-Signature"] is None
+
+
+def test_every_notice_is_signed_and_suppresses_auto_replies(
+    make_settings: MakeSettings, tmp_path: Path
+) -> None:
+    """The mails beside the sign-in one (§11's factor notices, passkeys' among them; §14's
+    new-device, change-of-address and old-address mails) take the general path, and still
+    leave as the sign-in mail does: DKIM-signed as sent, no auto-replies asked for."""
+    record = write_rsa_key(tmp_path / "dkim.pem")
+    kinds = {
+        "new-device@example.com": Notice(
+            kind=NoticeKind.NEW_DEVICE,
+            to="new-device@example.com",
+            ref="n1",
+            expires_at=2**40,
+            context={
+                "when": "12:00 UTC",
+                "device": "Firefox on Linux",
+                "ip": "192.0.2.7",
+                "link": f"{BASE_URL}/account/not-me?t=x",
+                "link_days": "7",
+            },
+        ),
+        "confirm@example.com": Notice(
+            kind=NoticeKind.CONFIRM_ADDRESS,
+            to="confirm@example.com",
+            ref="c1",
+            expires_at=2**40,
+            context={
+                "code": "123456",
+                "code_display": "123 456",
+                "link": f"{BASE_URL}/account/email/link?t=x",
+                "expires_minutes": "10",
+            },
+        ),
+        "old@example.com": Notice(
+            kind=NoticeKind.ADDRESS_CHANGED,
+            to="old@example.com",
+            ref="a1",
+            expires_at=2**40,
+            context={"when": "12:00 UTC", "new_masked": "n***@example.com"},
+        ),
+    }
+    factor_notices = {
+        "totp@example.com": FactorNotice(
+            kind="factor_added", to="totp@example.com", factor="an authenticator app"
+        ),
+        "passkey-added@example.com": FactorNotice(
+            kind="factor_added", to="passkey-added@example.com", factor="a passkey"
+        ),
+        "passkey-removed@example.com": FactorNotice(
+            kind="factor_removed", to="passkey-removed@example.com", factor="a passkey"
+        ),
+        "recovery@example.com": FactorNotice(
+            kind="recovery_code_used", to="recovery@example.com", left=3
+        ),
+    }
+    with SmtpSink() as sink:
+        settings = make_settings(
+            **smtp_env(
+                sink,
+                DKIM_DOMAIN="example.com",
+                DKIM_SELECTOR="n1",
+                DKIM_PRIVATE_KEY_FILE=str(tmp_path / "dkim.pem"),
+            )
+        )
+
+        async def send_all() -> None:
+            mailer = Mailer(
+                settings,
+                default_transport(settings),
+                open_database("sqlite:///:memory:"),
+                time.time,
+            )
+            notices = Notices(settings, mailer)
+            mailer.start()
+            for notice in kinds.values():
+                assert mailer.notify(notice)
+            for factor_notice in factor_notices.values():
+                notices.send(factor_notice)
+            await notices.drain(10)
+            await mailer.drain(10)
+
+        asyncio.run(send_all())
+        for to in (*kinds, *factor_notices):
+            sink.wait_for(to)
+        deliveries = {d.message["To"]: d for d in sink.deliveries}
+    dns = dns_of({b"n1._domainkey.example.com": record})
+    assert set(deliveries) == {*kinds, *factor_notices}
+    for to, delivery in deliveries.items():
+        assert dkim.verify(delivery.raw, dnsfunc=dns), to
+        assert delivery.message["X-Auto-Response-Suppress"] == "All", to
+        assert delivery.message["Auto-Submitted"] == "auto-generated", to

@@ -245,6 +245,7 @@ def test_full_mail_queue_answers_503_with_retry_after(make_settings: MakeSetting
             make_settings,
             server.port,
             MAIL_QUEUE_SIZE="1",
+            MAIL_QUEUE_WAIT="0",
             SMTP_TIMEOUT="0.5",
             MAIL_RETRY_DELAYS="0.05",
             SHUTDOWN_GRACE="0.2",

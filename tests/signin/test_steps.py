@@ -333,7 +333,7 @@ def test_pending_signin_expires_after_five_minutes(
             await r.answer(due, r.right_code(user_id))
         assert "step.refused reason=expired" in caplog.text
         assert r.totp.checked == 0
-        purged = await r.database.run(store.purge(int(r.clock()), 86400))
+        purged = await store.purge(r.database, int(r.clock()), 86400)
         assert purged["signins"] == 1
 
     run(scenario)

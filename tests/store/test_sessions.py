@@ -22,7 +22,7 @@ from tests.conftest import (
     sign_in,
     start,
 )
-from tests.support.db import run_on
+from tests.support.db import purge_on, run_on
 from tests.support.wait import eventually
 
 
@@ -90,8 +90,8 @@ def test_purge_deletes_old_flows_and_ended_sessions_only(
         old_flow = start(client, "frank@example.com")
         clock.advance(FLOW_RETENTION + 60)
         new = sign_in(client, transport, "gina@example.com")
-    counts = run_on(database_url, store.purge(int(clock()), FLOW_RETENTION))
-    again = run_on(database_url, store.purge(int(clock()), FLOW_RETENTION))
+    counts = purge_on(database_url, int(clock()), FLOW_RETENTION)
+    again = purge_on(database_url, int(clock()), FLOW_RETENTION)
     # Frank's two flows are past retention; his session (7-day idle) is still alive.
     assert counts["flows"] == 2
     assert counts["sessions"] == 0
@@ -102,13 +102,15 @@ def test_purge_deletes_old_flows_and_ended_sessions_only(
         "sessions": 0,
         "signins": 0,
         "webauthn_challenges": 0,
+        "oauth_requests": 0,
+        "oauth_grants": 0,
     }
     assert run_on(database_url, store.get_flow(old_flow["flow_id"])) is None
     now = int(clock())
     assert run_on(database_url, store.session_owner(old["session"]["id"], now))
     assert run_on(database_url, store.session_owner(new["session"]["id"], now))
     later = now + 31 * 86400
-    ended = run_on(database_url, store.purge(later, FLOW_RETENTION))
+    ended = purge_on(database_url, later, FLOW_RETENTION)
     assert ended["sessions"] == 2
 
 
@@ -126,7 +128,7 @@ def test_purges_running_at_once_delete_each_row_once(
             await d.connect()
         try:
             return await asyncio.gather(
-                *(d.run(store.purge(cut, FLOW_RETENTION)) for d in databases)
+                *(store.purge(d, cut, FLOW_RETENTION, batch=7) for d in databases)
             )
         finally:
             for d in databases:

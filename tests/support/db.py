@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import TypeVar
 
-from service import db
+from service import db, store
 
 T = TypeVar("T")
 
@@ -18,6 +18,20 @@ def run_on(url: str, use_case: db.UseCase[T]) -> T:
         await database.connect()
         try:
             return await database.run(use_case)
+        finally:
+            await database.disconnect()
+
+    return asyncio.run(main())
+
+
+def purge_on(url: str, now: int, keep_flows: int) -> dict[str, int]:
+    """The batched purge on a database of a test, through its own connection."""
+
+    async def main() -> dict[str, int]:
+        database = db.open_database(url)
+        await database.connect()
+        try:
+            return await store.purge(database, now, keep_flows)
         finally:
             await database.disconnect()
 

@@ -3,14 +3,19 @@ cookie standing in for the flow id."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
+from dataclasses import replace
 
 import pytest
+from starlette.responses import Response
 from starlette.testclient import TestClient
 
+from service.web import cookies
 from tests.conftest import (
     ClientFactory,
     RecordingTransport,
+    SettingsFactory,
     mail_code,
     start,
 )
@@ -67,3 +72,59 @@ def test_cookies_are_secure_and_host_prefixed_under_https(
         assert "Secure" in cookie and "HttpOnly" in cookie and "Path=/" in cookie
         assert "Domain" not in cookie
     assert https_client.get("/auth/check").status_code == 200
+
+
+@pytest.mark.parametrize(
+    "env",
+    [
+        {},
+        {"PUBLIC_URL": "https://localhost:8443"},
+        {"PUBLIC_URL": "https://localhost:8443", "COOKIE_DOMAIN": ".example.com"},
+    ],
+)
+def test_cookie_headers_are_the_ones_starlette_writes(
+    make_settings: SettingsFactory, env: dict[str, str]
+) -> None:
+    # Latch writes its Set-Cookie headers itself (service/web/cookies.py: cheaper than
+    # http.cookies on every sign-in); they must be byte for byte what set_cookie writes.
+    domain = env.pop("COOKIE_DOMAIN", "")
+    settings = make_settings(**env)
+    # A shared cookie's Domain (validated against PUBLIC_URL at start-up, set here directly).
+    settings = replace(settings, sessions=replace(settings.sessions, cookie_domain=domain))
+    for name, value, shared in (
+        (settings.session_cookie, "eyJhbGciOi.J9-_x", True),
+        (settings.refresh_cookie, "r3fr-sh_token", False),
+        (settings.flow_cookie, "f.l-o_w", False),
+    ):
+        ours = Response()
+        cookies._set(ours, settings, name, value, 600, shared=shared)
+        theirs = Response()
+        theirs.set_cookie(
+            name,
+            value,
+            max_age=600,
+            path="/",
+            httponly=True,
+            samesite="lax",
+            secure=settings.cookie_secure,
+            domain=(settings.sessions.cookie_domain or None) if shared else None,
+        )
+        assert ours.raw_headers == theirs.raw_headers
+
+
+@pytest.mark.parametrize("env", [{}, {"PUBLIC_URL": "https://localhost:8443"}])
+def test_cleared_flow_cookie_is_the_one_starlette_writes(
+    make_settings: SettingsFactory, env: dict[str, str]
+) -> None:
+    settings = make_settings(**env)
+    ours = Response()
+    cookies.clear_flow_cookie(ours, settings)
+    theirs = Response()
+    theirs.delete_cookie(
+        settings.flow_cookie, path="/", secure=settings.cookie_secure, httponly=True, samesite="lax"
+    )
+    # The expiry is the current time in both; compare around it.
+    mine, starlettes = ours.raw_headers[-1][1].decode(), theirs.raw_headers[-1][1].decode()
+    strip = re.compile(r"expires=[^;]+")
+    assert strip.sub("expires=X", mine) == strip.sub("expires=X", starlettes)
+    assert re.search(r"expires=\w{3}, \d{2} \w{3} \d{4} \d{2}:\d{2}:\d{2} GMT;", mine)
