@@ -85,8 +85,12 @@ def same(a: str, b: str) -> bool:
 
 
 def sha256_hex(value: str) -> str:
-    """Plain SHA-256: enough for 256-bit random tokens (refresh tokens), which cannot be guessed."""
-    return hashlib.sha256(value.encode("ascii")).hexdigest()
+    """Plain SHA-256: enough for 256-bit random tokens (refresh tokens), which cannot be guessed.
+
+    Any text hashes, not only ASCII: a presented token is attacker input, and one that cannot be
+    ours (non-ASCII, even a lone surrogate) must simply match nothing — raising here was a 500 on
+    `POST /oauth/token` and `/oauth/revoke`."""
+    return hashlib.sha256(value.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def new_secret() -> str:

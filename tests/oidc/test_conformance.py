@@ -274,6 +274,23 @@ def test_token_endpoint_errors_are_rfc6749_json(browser: TestClient) -> None:
     assert nobody.status_code == 401 and nobody.json()["error"] == "invalid_client"
 
 
+@pytest.mark.parametrize("token", ["c\u00f6de", "\u2603" * 43])
+def test_a_code_or_token_that_cannot_be_ours_is_a_4xx_not_a_500(
+    browser: TestClient, token: str
+) -> None:
+    # Non-ASCII once crashed the token hash (a 500), reachable with a public client's id.
+    client, secret = register(browser, first_party=True)
+    auth = (client.id, secret or "")
+    body = {"grant_type": "authorization_code", "code": token, "redirect_uri": RP}
+    code = browser.post("/oauth/token", data=body, auth=auth)
+    assert code.status_code == 400 and code.json()["error"] == "invalid_grant"
+    body = {"grant_type": "refresh_token", "refresh_token": token}
+    refresh = browser.post("/oauth/token", data=body, auth=auth)
+    assert refresh.status_code == 400 and refresh.json()["error"] == "invalid_grant"
+    # RFC 7009 §2.2: an invalid token is no error for revocation.
+    assert browser.post("/oauth/revoke", data={"token": token}, auth=auth).status_code == 200
+
+
 def test_refresh_token_rotates_and_a_replayed_one_revokes_the_grant(
     browser: TestClient, transport: RecordingTransport
 ) -> None:
