@@ -107,7 +107,9 @@ def add_key(keys_dir: Path, alg: str, state: str, purpose: str = "") -> str:
     """Generate a key into KEYS_DIR with the given state; returns its kid. `purpose` "oidc"
     makes a key of the OpenID provider (see OIDC below) instead of the sessions' key."""
     keys_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-    kid = secrets.token_urlsafe(12)
+    # Hex, not base64url: a kid is typed on the command line (`keys retire KID`), and one in 64
+    # base64url kids begins with "-", which argparse reads as an option (a flaky CI run found it).
+    kid = secrets.token_hex(12)
     pem = generate_private_key(alg).private_bytes(
         serialization.Encoding.PEM,
         serialization.PrivateFormat.PKCS8,

@@ -30,6 +30,12 @@ def verifier_for(latch: Latch, **kw: object) -> Verifier:
     return Verifier(issuer=latch.url, audience=latch.url, jwks_url=latch.url + JWKS, **kw)  # type: ignore[arg-type]
 
 
+def test_key_ids_can_be_typed_as_a_command_line_argument(tmp_path: Path) -> None:
+    # `python -m service keys retire KID`: a kid beginning with "-" would be read as an option.
+    kids = {tokens.add_key(tmp_path, "ES256", "next") for _ in range(3)}
+    assert all(kid.isalnum() and kid.isascii() for kid in kids), kids
+
+
 def test_rotation_keeps_old_tokens_valid_and_publishes_before_signing(tmp_path: Path) -> None:
     with running_latch(tmp_path / "data", KEYS_RELOAD_INTERVAL="0.02") as latch:
         keyring: Keyring = app_state_of(latch.counter).keyring
