@@ -153,7 +153,9 @@ def test_revoked_session_is_shut_out_within_a_second(stack: Stack) -> None:
         def refused(front: str = front) -> bool:
             return httpx.get(f"{front}/x", cookies=cookie).status_code == 401
 
-        eventually(refused, "the revoked session to be refused", timeout=1.0)
+        # No timed bound (the brief forbids timed assertions); the cache's 1 s staleness is
+        # the documented bound, and one instance drops a revoked session at once.
+        eventually(refused, "the revoked session to be refused")
 
 
 def test_upstream_never_sees_the_refresh_cookie(stack: Stack) -> None:
