@@ -178,18 +178,20 @@ def address(name: str) -> str:
 
 
 def shoot(page: Page, name: str, *, dark: bool = False) -> None:
-    """Full-page screenshots of the current page at desktop and phone widths."""
+    """Full-page screenshots of the current page at desktop and phone widths (and, with
+    `dark`, both widths again in the dark colour scheme)."""
     SHOTS.mkdir(parents=True, exist_ok=True)
     size = page.viewport_size or DESKTOP
-    for label, viewport in (("desktop", DESKTOP), ("phone", PHONE)):
-        page.set_viewport_size(viewport)
-        page.screenshot(path=SHOTS / f"{name}-{label}.png", full_page=True)
-        # Nothing may be wider than the screen: no sideways scrolling on a phone.
-        assert page.evaluate("document.documentElement.scrollWidth") <= viewport["width"], name
-    if dark:
-        page.emulate_media(color_scheme="dark")
-        page.screenshot(path=SHOTS / f"{name}-dark-phone.png", full_page=True)
-        page.emulate_media(color_scheme="light")
+    schemes = (("", "light"), ("dark-", "dark")) if dark else (("", "light"),)
+    for prefix, scheme in schemes:
+        page.emulate_media(color_scheme=scheme)  # type: ignore[arg-type]
+        for label, viewport in (("desktop", DESKTOP), ("phone", PHONE)):
+            page.set_viewport_size(viewport)
+            page.screenshot(path=SHOTS / f"{name}-{prefix}{label}.png", full_page=True)
+            # Nothing may be wider than the screen: no sideways scrolling on a phone.
+            width = page.evaluate("document.documentElement.scrollWidth")
+            assert width <= viewport["width"], name
+    page.emulate_media(color_scheme="light")
     page.set_viewport_size(size)
 
 
