@@ -158,6 +158,31 @@ def test_every_admin_call_is_recorded_with_the_keys_name(admin: Admin) -> None:
     assert EMAIL not in repr([e for e in events if e["user_id"] == made["id"]])
 
 
+def test_admin_keys_and_webhook_endpoints_are_audited_once_each(
+    admin: Admin, clock: FakeClock
+) -> None:
+    other = add_key(admin.url, "second-bot", int(clock()))
+    made = admin.client.post(
+        "/admin/api/webhooks",
+        headers=admin.headers(),
+        json={"url": "http://127.0.0.1:9/hook", "events": ["login.succeeded"]},
+    ).json()
+    gone = admin.client.delete(f"/admin/api/webhooks/{made['id']}", headers=admin.headers())
+    assert gone.status_code == 204
+    assert run_on(
+        admin.url, admin_store.revoke_admin_key("second-bot", actor=store.CLI, now=int(clock()))
+    )
+    events = run_on(admin.url, store.list_events(limit=100))
+    counted = Counter((e["event"], e["actor"]) for e in events)
+    assert counted[("admin_key.created", "cli")] == 2  # the fixture's key and this one
+    assert counted[("admin_key.revoked", "cli")] == 1
+    assert counted[("webhook.created", f"admin:{KEY_NAME}")] == 1
+    assert counted[("webhook.deleted", f"admin:{KEY_NAME}")] == 1
+    # Neither the keys nor the endpoint's signing secret reach the log.
+    for secret in (admin.key, other, made["secret"]):
+        assert secret not in repr(events)
+
+
 def test_disabling_a_user_ends_their_sessions_and_refuses_sign_in_and_refresh(
     admin: Admin, make_client: ClientFactory, transport: RecordingTransport
 ) -> None:
