@@ -6,57 +6,29 @@ import each other.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from html import escape
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from starlette.requests import Request
 from starlette.responses import HTMLResponse
 
-from service.settings import Settings
 from service.web import csrf
 from service.web.security import content_security_policy
 from service.web.state import app_state
+from service.web.templates import brand_version, environment
 
 log = logging.getLogger("latch.oidc")
 HERE = Path(__file__).resolve().parent
-# The stylesheet and icon the pages serve under /static, with their content-hashed URLs.
-STATIC = HERE.parent / "pages" / "static"
-
-
-def _versions() -> dict[str, str]:
-    return {
-        p.name: hashlib.sha256(p.read_bytes()).hexdigest()[:12]
-        for p in STATIC.iterdir()
-        if p.is_file()
-    }
-
-
-_VERSIONS = _versions()
-_env = Environment(
-    loader=FileSystemLoader(HERE / "templates"),
-    autoescape=True,
-    undefined=StrictUndefined,
-    trim_blocks=True,
-    lstrip_blocks=True,
-)
-_env.globals["static"] = lambda name: f"/static/{name}?v={_VERSIONS.get(name, '0')}"
+_env = environment(HERE / "templates")
 
 
 def origin_of(uri: str) -> str:
     """scheme://host[:port] of an absolute URI."""
     parts = urlsplit(uri)
     return f"{parts.scheme}://{parts.netloc}"
-
-
-def _brand(settings: Settings) -> str:
-    logo = settings.brand.logo_file
-    seed = f"{settings.brand.accent_color}|{logo}|{Path(logo).stat().st_mtime if logo else 0}"
-    return hashlib.sha256(seed.encode()).hexdigest()[:12]
 
 
 def page(
@@ -74,7 +46,7 @@ def page(
     token = csrf.token_for(request, settings)
     html = _env.get_template(template).render(
         app_name=settings.brand.app_name,
-        brand=_brand(settings),
+        brand=brand_version(settings),
         has_logo=bool(settings.brand.logo_file),
         csrf=token.field,
         error=context.pop("error", None),

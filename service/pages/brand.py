@@ -6,8 +6,6 @@ stylesheet (`style-src 'self'` holds), the logo as an image served by Latch itse
 
 from __future__ import annotations
 
-import functools
-import hashlib
 import time
 from pathlib import Path
 
@@ -16,11 +14,11 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, PlainTextResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from service import colour
 from service.delivery.mail import MailJob, Renderer
 from service.errors import NotFoundError
 from service.settings import LOGO_TYPES, Settings
 from service.web.state import app_state
+from service.web.templates import brand_css
 
 # The preview is a mail, not a page: its styles are inline by necessity (mail clients drop
 # <style>), so it gets its own policy. No script, no form, no framing, images only from Latch,
@@ -34,37 +32,6 @@ PREVIEW_CSP = (
 LOGO_CSP = "default-src 'none'; style-src 'unsafe-inline'; sandbox"
 SAMPLE_CODE = "123456"  # a sample: never a real code
 SAMPLE_USER_AGENT = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 Chrome/140.0 Safari/537.36"
-
-
-@functools.lru_cache(maxsize=8)
-def brand_css(accent: str) -> str:
-    """The accent colour as CSS custom properties, for light and dark colour schemes.
-
-    The button ink is black or white, whichever reads better on the accent; links and focus
-    rings use the accent moved just far enough to reach 4.5:1 on the page's paper.
-    """
-    ink = max((colour.WHITE, colour.INK_DARK), key=lambda c: colour.contrast(c, accent))
-    text = colour.readable_on(accent, colour.WHITE, "#000000")
-    dark = colour.readable_on(accent, colour.PAPER_DARK, colour.WHITE)
-    dark_ink = max((colour.WHITE, colour.INK_DARK), key=lambda c: colour.contrast(c, dark))
-    return (
-        f":root{{--accent:{accent};--accent-ink:{ink};--accent-text:{text}}}\n"
-        "@media (prefers-color-scheme: dark){"
-        f":root{{--accent:{dark};--accent-ink:{dark_ink};--accent-text:{dark}}}}}\n"
-    )
-
-
-def brand_version(settings: Settings) -> str:
-    """A short hash of what /static/brand.css and /logo serve, for cache-busting URLs."""
-    return _version(settings.brand.accent_color, settings.brand.logo_file)
-
-
-@functools.lru_cache(maxsize=8)
-def _version(accent: str, logo_file: str) -> str:
-    digest = hashlib.sha256(brand_css(accent).encode())
-    if logo_file:
-        digest.update(Path(logo_file).read_bytes())
-    return digest.hexdigest()[:12]
 
 
 async def brand_stylesheet(request: Request) -> Response:

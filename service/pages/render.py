@@ -3,29 +3,26 @@ static files with content-hashed URLs."""
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from html import escape
 from pathlib import Path
 from typing import Any
 
-from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.staticfiles import StaticFiles
 from starlette.types import Message, Receive, Scope, Send
 
 from service.errors import ErrorCode, ServiceError
-from service.pages import brand
 from service.settings import Settings
 from service.web import csrf
 from service.web.state import app_state
 from service.web.surface import Surface
+from service.web.templates import brand_version, environment
 
 log = logging.getLogger("latch.web")
 
 HERE = Path(__file__).resolve().parent
-STATIC = HERE / "static"
 HEADINGS = {
     ErrorCode.INVALID_LINK: "This link does not work",
     ErrorCode.FLOW_EXPIRED: "This sign-in has expired",
@@ -53,24 +50,7 @@ DETAILS = {
 }
 
 
-def _asset_versions() -> dict[str, str]:
-    # Static files are cached for a year, so each URL carries a hash of the file's content.
-    return {
-        p.name: hashlib.sha256(p.read_bytes()).hexdigest()[:12]
-        for p in STATIC.iterdir()
-        if p.is_file()
-    }
-
-
-_VERSIONS = _asset_versions()
-_env = Environment(
-    loader=FileSystemLoader(HERE / "templates"),
-    autoescape=True,
-    undefined=StrictUndefined,
-    trim_blocks=True,
-    lstrip_blocks=True,
-)
-_env.globals["static"] = lambda name: f"/static/{name}?v={_VERSIONS.get(name, '0')}"
+_env = environment(HERE / "templates")
 
 
 def render(
@@ -89,7 +69,7 @@ def render(
     context.setdefault("notice", None)
     html = _env.get_template(template).render(
         app_name=settings.brand.app_name,
-        brand=brand.brand_version(settings),
+        brand=brand_version(settings),
         has_logo=bool(settings.brand.logo_file),
         allow_signup=settings.signin.allow_signup,
         passkeys=settings.passkeys_enabled,

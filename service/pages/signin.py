@@ -35,7 +35,7 @@ from service.pages import (
     passkeys,
     second_factor,
 )
-from service.pages.render import STATIC, CachedStatic, error_page, redirect, render
+from service.pages.render import CachedStatic, error_page, redirect, render
 from service.settings import Settings
 from service.signin.access import Authenticated
 from service.signin.flows import SecondStepDue
@@ -49,6 +49,7 @@ from service.web.cookies import (
 from service.web.identity import client, current_identity
 from service.web.security import safe_next
 from service.web.state import AppState, app_state
+from service.web.templates import STATIC
 
 log = logging.getLogger("latch.web")
 

@@ -4,6 +4,7 @@ refuses, in RFC 6749's JSON."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 
 import pytest
@@ -62,6 +63,18 @@ def test_unknown_client_gets_an_error_page_not_a_redirect(browser: TestClient) -
     assert answer.status_code == 400
     assert "location" not in answer.headers
     assert "not registered" in answer.text
+
+
+def test_provider_pages_name_the_same_asset_urls_as_the_sign_in_pages(browser: TestClient) -> None:
+    # One cache-busting version per file for both surfaces: a brand or stylesheet change
+    # reaches the consent and error pages exactly when it reaches /login.
+    client, _ = register(browser, first_party=True)
+    params = {**auth_params(client), "client_id": "f" * 32}
+    provider = browser.get("/oauth/authorize", params=params, follow_redirects=False).text
+    login = browser.get("/login").text
+    assets = re.compile(r'href="(/static/[^"]+)"')
+    assert assets.findall(provider)
+    assert set(assets.findall(provider)) <= set(assets.findall(login))
 
 
 @pytest.mark.parametrize(

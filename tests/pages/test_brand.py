@@ -12,7 +12,7 @@ from starlette.testclient import TestClient
 from service import colour
 from service.app import create_app
 from service.errors import ConfigError
-from service.pages.brand import brand_css
+from service.web.templates import brand_css
 from tests.conftest import (
     ClientFactory,
     FakeClock,
