@@ -96,9 +96,10 @@ async def _mint(env: dict[str, str], count: int) -> tuple[str, list[str]]:
     return f"Authorization: Basic {basic}", codes
 
 
-def token_load(latch: Server, sink: MailSink, work: Path) -> Load:
+def token_load(latch: Server, sink: MailSink, work: Path, seconds: float) -> Load:
     """POST /oauth/token, each request exchanging a code of its own. Called once for the
-    warm-up and once for the measured run (a code is good once, and for CODE_TTL seconds)."""
+    warm-up and once for the measured run (a code is good once, and for CODE_TTL seconds);
+    CODES is enough for the default 10 s at the rates seen, whatever `seconds` says."""
     codes_file = work / f"oidc-codes-{secrets.token_hex(4)}.txt"
     header, codes = asyncio.run(_mint(latch.env, CODES))
     codes_file.write_text("".join(f"{c}\n" for c in codes))

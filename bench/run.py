@@ -9,7 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench import fixtures, micro, oidc, report
+from bench import fixtures, micro, oidc, report, second_factor
 from bench import mail as mail_bench
 from bench.load import THREADS, Load, Result, run_wrk, wrk_path
 from bench.report import Row, Target
@@ -31,17 +31,14 @@ RSS_TARGET_MB = 150.0
 @dataclass(frozen=True)
 class Slot:
     """An endpoint the targets name that needs state made per request: `make` returns its load
-    (given Latch, the sink and the work folder; called once for the warm-up and once for the
-    measured run, each with state of its own), or None when it is not wired, `why` saying so."""
+    (given Latch, the sink, the work folder and the seconds the load will run; called once for
+    the warm-up and once for the measured run, each with state of its own), or None when it is
+    not wired, `why` saying so."""
 
     name: str
     target: Target
-    make: Callable[[Server, MailSink, Path], Load | None]
+    make: Callable[[Server, MailSink, Path, float], Load | None]
     why: str = "not built yet"
-
-
-def _not_wired(latch: Server, sink: MailSink, work: Path) -> Load | None:
-    return None
 
 
 SLOTS = (
@@ -49,15 +46,7 @@ SLOTS = (
     Slot(
         "POST /api/second-factor (second step)",
         Target(0.12, 60.0),
-        _not_wired,
-        why=(
-            "not wired: each request needs a pending sign-in of its own (a first step passed,"
-            " its signed `latch_signin` cookie) for a user with a confirmed authenticator app"
-            " (a sealed TOTP secret), and a code of the current 30-second step computed for"
-            " that user at request time (a code is good once per step, and a pre-computed one"
-            " goes stale within a minute); minting those with Latch's own code is left for a"
-            " later round"
-        ),
+        second_factor.second_factor_load,
     ),
 )
 
@@ -71,7 +60,21 @@ def arguments(argv: list[str] | None) -> argparse.Namespace:
         "--verify-flows", type=int, default=20_000, help="pre-made flows for the measured verify"
     )
     parser.add_argument("--no-write", action="store_true", help="print only, keep RESULTS.md")
-    return parser.parse_args(argv)
+    parser.add_argument(
+        "--only",
+        metavar="TEXT",
+        help="load only the endpoints whose name contains TEXT (the bare one always runs;"
+        " implies --no-write and skips the in-process measurements)",
+    )
+    opts = parser.parse_args(argv)
+    if opts.only is not None:
+        opts.no_write = True  # a partial run never replaces the published one
+    return opts
+
+
+def wanted(opts: argparse.Namespace, name: str) -> bool:
+    """Whether this run loads the endpoint `name` (--only)."""
+    return opts.only is None or opts.only in name
 
 
 def measure(
@@ -99,14 +102,15 @@ def main(argv: list[str] | None = None) -> int:
         data = work / "data"
         secret = fixtures.new_secret()
         warm_flows, main_flows = work / "verify-warm.txt", work / "verify-main.txt"
-        warm_count = max(2000, opts.verify_flows // 4) if opts.warmup > 0 else 0
+        main_count = opts.verify_flows if wanted(opts, "POST /api/verify") else 0
+        warm_count = max(2000, main_count // 4) if opts.warmup > 0 and main_count else 0
         began = time.monotonic()
         fixtures.make_flows(
             f"sqlite:///{data / 'latch.db'}",
             secret,
-            {warm_flows: warm_count, main_flows: opts.verify_flows},
+            {warm_flows: warm_count, main_flows: main_count},
         )
-        made = warm_count + opts.verify_flows
+        made = warm_count + main_count
         print(f"pre-made {made} flows in {time.monotonic() - began:.1f} s", flush=True)
         bare = Server("bare", "bench.baseline:app", plain_env(), work / "bare")
         latch = Server("latch", "service.asgi:app", {}, work / "latch")
@@ -116,11 +120,12 @@ def main(argv: list[str] | None = None) -> int:
             rows, notes = run_loads(bare, latch, sink, opts, flows, data / "latch.db", work)
             notes.append(rss_note(latch))
     bare_rps = rows[0].result.rps
-    timings = micro.measure()
-    extra = ["", "In-process token verification (`python -m bench.micro`):", ""]
-    extra += micro.lines(timings)
-    extra += ["", "Composing one sign-in mail, in-process (`python -m bench.mail`):", ""]
-    extra += mail_bench.lines(mail_bench.measure())
+    extra: list[str] = []
+    if opts.only is None:
+        extra += ["", "In-process token verification (`python -m bench.micro`):", ""]
+        extra += micro.lines(micro.measure())
+        extra += ["", "Composing one sign-in mail, in-process (`python -m bench.mail`):", ""]
+        extra += mail_bench.lines(mail_bench.measure())
     print()
     print(report.table(rows, bare_rps))
     for note in notes:
@@ -166,21 +171,26 @@ def run_loads(
         ("GET /.well-known/latch-configuration", configuration, configuration),
         ("POST /api/verify", verify, verify_warm),
     ):
+        if not wanted(opts, name):
+            continue
         rows.append(Row(name, measure(latch, name, load, warm, opts)[1], TARGETS[name]))
     notes: list[str] = []
     for slot in SLOTS:
-        slot_warm = slot.make(latch, sink, work) if opts.warmup > 0 else None
-        slot_load = slot.make(latch, sink, work)
+        if not wanted(opts, slot.name):
+            continue
+        slot_warm = slot.make(latch, sink, work, opts.warmup) if opts.warmup > 0 else None
+        slot_load = slot.make(latch, sink, work, opts.seconds)
         if slot_load is None:
             notes.append(f"`{slot.name}` ({slot.target.describe()}): not measured, {slot.why}.")
             continue
         warm = slot_warm or slot_load
         measured = measure(latch, slot.name, slot_load, warm, opts)[1]
         rows.append(Row(slot.name, measured, slot.target))
-    _, started = measure(latch, "POST /api/start", start, start_warm, opts)
-    ended = time.monotonic()
-    rows.append(Row("POST /api/start", started, TARGETS["POST /api/start"]))
-    notes.insert(0, mail_note(sink, database, ended))
+    if wanted(opts, "POST /api/start"):
+        _, started = measure(latch, "POST /api/start", start, start_warm, opts)
+        ended = time.monotonic()
+        rows.append(Row("POST /api/start", started, TARGETS["POST /api/start"]))
+        notes.insert(0, mail_note(sink, database, ended))
     _, bare_after = measure(bare, "GET / (bare, again)", bare_load, bare_load, opts)
     bare_rps = (bare_before.rps + bare_after.rps) / 2
     bare_row = Result(
