@@ -4,9 +4,10 @@ A code is what a browser brings back from `/oauth/authorize` after sign-in and c
 bench cannot drive a browser per request, so each code is issued as the provider issues one
 (`store.oauth.open_grant`, the code's SHA-256 stored, `CODE_TTL` to live) for the session the
 bench signed in with, to a confidential client registered as `clients add` registers one
-(RS256 ID tokens, the default). wrk then exchanges each code once (`token.lua`), with the
-client's secret in HTTP Basic: the measured request is a real token exchange, an ID token and
-an access token signed per answer.
+(RS256 ID tokens, the default; a second slot registers an ES256 client, which shows what the
+two RSA-2048 signatures of each answer cost). wrk then exchanges each code once (`token.lua`),
+with the client's secret in HTTP Basic: the measured request is a real token exchange, an ID
+token and an access token signed per answer.
 """
 
 from __future__ import annotations
@@ -50,7 +51,7 @@ def _session() -> UseCase[db.Row]:
     return rows[0]
 
 
-async def _mint(env: dict[str, str], count: int) -> tuple[str, list[str]]:
+async def _mint(env: dict[str, str], count: int, alg: str) -> tuple[str, list[str]]:
     """Register a client and mint `count` codes for it: its Authorization header, the codes."""
     settings = load_settings(env)
     database = db.open_database(settings.storage.resolved_database_url)
@@ -62,6 +63,7 @@ async def _mint(env: dict[str, str], count: int) -> tuple[str, list[str]]:
             settings.tokens.keys_dir,
             name="bench",
             redirect_uris=[REDIRECT],
+            id_token_alg=alg,
             now=int(time.time()),
         )
         assert secret is not None  # a confidential client
@@ -97,11 +99,22 @@ async def _mint(env: dict[str, str], count: int) -> tuple[str, list[str]]:
 
 
 def token_load(latch: Server, sink: MailSink, work: Path, seconds: float) -> Load:
-    """POST /oauth/token, each request exchanging a code of its own. Called once for the
-    warm-up and once for the measured run (a code is good once, and for CODE_TTL seconds);
-    CODES is enough for the default 10 s at the rates seen, whatever `seconds` says."""
+    """POST /oauth/token for an RS256 client (the default), each request exchanging a code of
+    its own. Called once for the warm-up and once for the measured run (a code is good once,
+    and for CODE_TTL seconds)."""
+    return _load(latch, work, seconds, "RS256")
+
+
+def token_load_es256(latch: Server, sink: MailSink, work: Path, seconds: float) -> Load:
+    """The same for a client whose ID tokens are ES256 (as the sessions' key)."""
+    return _load(latch, work, seconds, "ES256")
+
+
+def _load(latch: Server, work: Path, seconds: float, alg: str) -> Load:
+    # Enough codes for ~1,500 exchanges a second (past the end, reuse shows as errors).
+    count = max(CODES, int(seconds * 1500) + 1000)
     codes_file = work / f"oidc-codes-{secrets.token_hex(4)}.txt"
-    header, codes = asyncio.run(_mint(latch.env, CODES))
+    header, codes = asyncio.run(_mint(latch.env, count, alg))
     codes_file.write_text("".join(f"{c}\n" for c in codes))
     return Load(
         "/oauth/token",

@@ -43,6 +43,7 @@ class Slot:
 
 SLOTS = (
     Slot("POST /oauth/token (OpenID token endpoint)", Target(0.12, 60.0), oidc.token_load),
+    Slot("POST /oauth/token (ES256 client)", Target(0.12, 60.0), oidc.token_load_es256),
     Slot(
         "POST /api/second-factor (second step)",
         Target(0.12, 60.0),
