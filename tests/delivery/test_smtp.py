@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from email.message import EmailMessage
@@ -219,24 +218,27 @@ def test_starttls_required_but_not_offered_fails_the_flow_and_sends_nothing(
 # --- a slow or silent SMTP server never slows the request -----------------------------------
 
 
-def test_start_answers_fast_while_smtp_hangs(make_settings: MakeSettings) -> None:
+def test_start_answers_while_smtp_hangs(make_settings: MakeSettings) -> None:
+    # The server never greets, so no attempt can end before SMTP_TIMEOUT (60 s), and the one
+    # retry would come after the flow expires, so a failed attempt marks the mail failed: a
+    # start that waited for SMTP could only answer with its mail failed. Each one answering
+    # while its mail is still queued proves start never waits for SMTP, with no clock in the
+    # test (how fast it answers is for the bench to measure).
     with HangingSmtpServer() as server:
         settings = smtp_settings(
             make_settings,
             server.port,
-            SMTP_TIMEOUT="5",
-            MAIL_RETRY_DELAYS="0.1",
+            SMTP_TIMEOUT="60",
+            MAIL_RETRY_DELAYS="3600",
             SHUTDOWN_GRACE="0.2",
         )
         with running(settings) as client:
             for i in range(5):
-                began = time.perf_counter()
                 response = client.post("/api/start", json={"email": f"user{i}@example.com"})
-                elapsed = time.perf_counter() - began
                 assert response.status_code == 202, response.text
-                # The issue states this bound: start never waits for SMTP.
-                assert elapsed < 0.2, f"start #{i} took {elapsed:.3f}s while SMTP hung"
-            assert server.connections >= 1  # the senders really are stuck on the server
+                view = flow_view(client, response.json()["flow_id"])
+                assert view["mail_status"] == "queued", view
+            eventually(lambda: server.connections >= 1, "a sender connected to the hung server")
 
 
 def test_full_mail_queue_answers_503_with_retry_after(make_settings: MakeSettings) -> None:
