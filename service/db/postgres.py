@@ -3,6 +3,7 @@ statement awaited in turn; `Lock` becomes a transaction-level advisory lock, tak
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 import re
@@ -46,6 +47,11 @@ def advisory_key(key: str) -> int:
 RETRIES = 3
 
 
+def _drop_outcome(task: asyncio.Future[Any]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.info("db.dropped outcome of a cancelled caller: %s", type(task.exception()).__name__)
+
+
 class PostgresDatabase:
     """`databases` + asyncpg; one transaction per use case."""
 
@@ -73,6 +79,27 @@ class PostgresDatabase:
         await self._db.disconnect()
 
     async def run(self, use_case: UseCase[T], *, write: bool = True) -> T:
+        """Run the use case as one transaction (see `_run`), to its end even when the caller
+        is cancelled.
+
+        A caller cancelled mid-statement (a mail sender stopped at shutdown, a request whose
+        task is cancelled) used to cancel the transaction inside `databases`/asyncpg, which
+        could leave the pooled connection checked out for good, and `disconnect()` then
+        waited forever (reproduced: tests/db/test_postgres.py). So the transaction runs in a
+        task of its own that the caller's cancellation does not reach: it commits or rolls
+        back as it would have, the connection goes back to the pool, and only the caller
+        sees CancelledError. The result of a cancelled caller's use case is dropped, as
+        SQLite's thread drops it (one transaction per use case, whole or not at all).
+        """
+        task = asyncio.ensure_future(self._run(use_case))
+        try:
+            return await asyncio.shield(task)
+        except asyncio.CancelledError:
+            # Nobody awaits the task any more: take its outcome so none goes unreported.
+            task.add_done_callback(_drop_outcome)
+            raise
+
+    async def _run(self, use_case: UseCase[T]) -> T:
         """Run the use case as one transaction, awaiting each statement.
 
         A deadlock or serialization failure (which the lock order should leave only in rare

@@ -3,6 +3,7 @@ without a restart)."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
@@ -84,3 +85,38 @@ def test_database_outage_answers_503_and_latch_recovers_without_restart(
         assert int(response.headers["Retry-After"]) >= 1
     assert ready_again.status_code == 200
     assert body["user"]["email"] == "ivy@example.com"
+
+
+def _slow() -> db.UseCase[db.Rows]:
+    yield db.Q("SELECT pg_sleep(0.05) AS slept")
+    rows = yield db.Q("SELECT 1 AS one")
+    return rows
+
+
+@pytest.mark.postgres
+def test_callers_cancelled_mid_transaction_leave_no_connection_checked_out(
+    pg_cluster: PostgresCluster,
+) -> None:
+    # A task cancelled inside a transaction (a mail sender stopped at shutdown, a request
+    # task cancelled) used to leave its pooled connection checked out, and disconnect() then
+    # waited forever. Callers are cancelled here at every point of a transaction's life
+    # (acquire, BEGIN, a statement, COMMIT); the transactions now end on their own and only
+    # the callers see CancelledError.
+    url = pg_cluster.create_database()
+
+    async def scenario() -> None:
+        database = db.open_database(url)
+        await database.connect()
+        for delay in range(40):
+            callers = [asyncio.create_task(database.run(_slow())) for _ in range(5)]
+            await asyncio.sleep(delay * 0.002)
+            for caller in callers:
+                caller.cancel()
+            outcomes = await asyncio.gather(*callers, return_exceptions=True)
+            assert all(
+                isinstance(o, asyncio.CancelledError) or o == [{"one": 1}] for o in outcomes
+            ), outcomes
+        # The bound only turns the old hang into a failure; it measures nothing.
+        await asyncio.wait_for(database.disconnect(), 30)
+
+    asyncio.run(scenario())
