@@ -19,7 +19,7 @@ import re
 import ssl
 from collections import deque
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import NamedTuple, cast
 
 MAX_LINE = 4096  # RFC 5321 allows 512 octets a reply line; a server sending more is broken
 MAX_LINES = 100  # lines in one (multi-line) reply
@@ -157,8 +157,9 @@ class _Protocol(asyncio.Protocol):
         self.writing = True
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # A cast, not an isinstance check: uvloop's transports (Latch's loop under uvicorn)
+        # are not subclasses of asyncio.Transport.
+        self.transport = cast(asyncio.Transport, transport)
 
     def data_received(self, data: bytes) -> None:
         try:

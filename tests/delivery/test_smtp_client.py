@@ -20,16 +20,31 @@ def _mail(to: str, body: str = "code 123 456") -> bytes:
     return (f"From: Latch <{SENDER}>\r\nTo: {to}\r\nSubject: Sign in\r\n\r\n{body}\r\n").encode()
 
 
-def _run(settings: Settings, use: Callable[[SmtpTransport], Awaitable[None]]) -> None:
-    async def main() -> None:
-        transport = SmtpTransport(settings)
-        try:
-            await use(transport)
-        finally:
-            await transport.aclose()
-            await asyncio.sleep(0.1)  # a TLS close takes a round trip to finish
+Run = Callable[[Settings, Callable[[SmtpTransport], Awaitable[None]]], None]
 
-    asyncio.run(main())
+
+@pytest.fixture(params=["asyncio", "uvloop"])
+def run(request: pytest.FixtureRequest) -> Run:
+    """Runs a use of a fresh transport on each event loop Latch may run on: asyncio's, and
+    uvloop's (uvicorn's choice), whose transports are not asyncio classes."""
+    factory: Callable[[], asyncio.AbstractEventLoop] | None = None
+    if request.param == "uvloop":
+        uvloop = pytest.importorskip("uvloop")
+        factory = uvloop.new_event_loop
+
+    def run_it(settings: Settings, use: Callable[[SmtpTransport], Awaitable[None]]) -> None:
+        async def main() -> None:
+            transport = SmtpTransport(settings)
+            try:
+                await use(transport)
+            finally:
+                await transport.aclose()
+                await asyncio.sleep(0.1)  # a TLS close takes a round trip to finish
+
+        with asyncio.Runner(loop_factory=factory) as runner:
+            runner.run(main())
+
+    return run_it
 
 
 async def _send(transport: SmtpTransport, to: str, body: str = "code 123 456") -> None:
@@ -37,7 +52,7 @@ async def _send(transport: SmtpTransport, to: str, body: str = "code 123 456") -
 
 
 def test_with_pipelining_mail_rcpt_and_data_go_out_before_any_reply(
-    make_settings: MakeSettings,
+    make_settings: MakeSettings, run: Run
 ) -> None:
     # The server answers MAIL and RCPT only once DATA has arrived: a client waiting for each
     # reply would time out here.
@@ -48,7 +63,7 @@ def test_with_pipelining_mail_rcpt_and_data_go_out_before_any_reply(
             await _send(transport, "ada@example.com")
             await _send(transport, "bob@example.com")
 
-        _run(settings, two)
+        run(settings, two)
     assert [m[:2] for m in server.messages] == [
         (SENDER, ("ada@example.com",)),
         (SENDER, ("bob@example.com",)),
@@ -57,15 +72,19 @@ def test_with_pipelining_mail_rcpt_and_data_go_out_before_any_reply(
     assert server.connections == 1
 
 
-def test_without_pipelining_each_command_waits_for_its_reply(make_settings: MakeSettings) -> None:
+def test_without_pipelining_each_command_waits_for_its_reply(
+    make_settings: MakeSettings, run: Run
+) -> None:
     with ScriptedSmtpServer(pipelining=False) as server:
         settings = smtp_settings(make_settings, server.port)
-        _run(settings, lambda t: _send(t, "ada@example.com"))
+        run(settings, lambda t: _send(t, "ada@example.com"))
     assert len(server.messages) == 1
     assert server.early_commands == 0
 
 
-def test_many_concurrent_sends_each_arrive_once_byte_exact(make_settings: MakeSettings) -> None:
+def test_many_concurrent_sends_each_arrive_once_byte_exact(
+    make_settings: MakeSettings, run: Run
+) -> None:
     count = 120
     with ScriptedSmtpServer(pipelining=True) as server:
         settings = smtp_settings(make_settings, server.port)
@@ -82,7 +101,7 @@ def test_many_concurrent_sends_each_arrive_once_byte_exact(make_settings: MakeSe
 
             await asyncio.gather(*(worker() for _ in range(8)))
 
-        _run(settings, many)
+        run(settings, many)
     received = {m[1]: m[2] for m in server.messages}
     assert len(server.messages) == count == len(received)
     for i in range(count):
@@ -91,18 +110,22 @@ def test_many_concurrent_sends_each_arrive_once_byte_exact(make_settings: MakeSe
     assert 1 < server.connections <= 8  # kept and shared, at most one per sender
 
 
-def test_dot_lines_and_bare_line_ends_arrive_as_one_message(make_settings: MakeSettings) -> None:
+def test_dot_lines_and_bare_line_ends_arrive_as_one_message(
+    make_settings: MakeSettings, run: Run
+) -> None:
     with SmtpSink(pipelining=True) as sink:
         settings = smtp_settings(make_settings, sink.port)
         body = ".starts with a dot\r\n.\r\n..two\r\nsmuggled\n.\nMAIL FROM:<x@evil.example>\r\n"
-        _run(settings, lambda t: _send(t, "ada@example.com", body))
+        run(settings, lambda t: _send(t, "ada@example.com", body))
     [delivery] = sink.deliveries
     assert delivery.rcpt_tos == ("ada@example.com",)
     text = delivery.raw.decode()
     assert ".starts with a dot\r\n.\r\n..two\r\nsmuggled\r\n.\r\nMAIL FROM:<x@evil" in text
 
 
-def test_a_server_closing_after_each_message_costs_no_mail(make_settings: MakeSettings) -> None:
+def test_a_server_closing_after_each_message_costs_no_mail(
+    make_settings: MakeSettings, run: Run
+) -> None:
     with ScriptedSmtpServer(close_after=1) as server:
         settings = smtp_settings(make_settings, server.port)
 
@@ -111,7 +134,7 @@ def test_a_server_closing_after_each_message_costs_no_mail(make_settings: MakeSe
                 await _send(transport, to)
                 await asyncio.sleep(0.05)  # the close reaches us, or not: both must work
 
-        _run(settings, three)
+        run(settings, three)
     assert [m[1] for m in server.messages] == [
         ("a@example.com",),
         ("b@example.com",),
@@ -119,7 +142,9 @@ def test_a_server_closing_after_each_message_costs_no_mail(make_settings: MakeSe
     ]
 
 
-def test_a_421_to_a_kept_connection_is_retried_on_a_fresh_one(make_settings: MakeSettings) -> None:
+def test_a_421_to_a_kept_connection_is_retried_on_a_fresh_one(
+    make_settings: MakeSettings, run: Run
+) -> None:
     with ScriptedSmtpServer(refuse_later=True) as server:
         settings = smtp_settings(make_settings, server.port)
 
@@ -127,14 +152,14 @@ def test_a_421_to_a_kept_connection_is_retried_on_a_fresh_one(make_settings: Mak
             await _send(transport, "a@example.com")
             await _send(transport, "b@example.com")
 
-        _run(settings, two)
+        run(settings, two)
         assert server.refusals == 1
         assert [m[1] for m in server.messages] == [("a@example.com",), ("b@example.com",)]
         assert server.connections == 2
 
 
 def test_a_connection_lost_after_the_dot_is_not_resent_at_once(
-    make_settings: MakeSettings,
+    make_settings: MakeSettings, run: Run
 ) -> None:
     # The server may have queued the mail before the connection broke: an immediate second
     # try would deliver it twice. The mailer's backoff decides, not the transport.
@@ -146,13 +171,13 @@ def test_a_connection_lost_after_the_dot_is_not_resent_at_once(
             with pytest.raises(TransientMailError):
                 await _send(transport, "b@example.com")
 
-        _run(settings, two)
+        run(settings, two)
         assert [m[1] for m in server.messages] == [("a@example.com",), ("b@example.com",)]
         assert server.connections == 1
 
 
 def test_a_pipelined_4xx_to_rcpt_is_transient_and_the_connection_stays(
-    make_settings: MakeSettings,
+    make_settings: MakeSettings, run: Run
 ) -> None:
     with SmtpSink(pipelining=True, rcpt_reply="451 4.7.1 greylisted", failures=1) as sink:
         settings = smtp_settings(make_settings, sink.port)
@@ -162,13 +187,13 @@ def test_a_pipelined_4xx_to_rcpt_is_transient_and_the_connection_stays(
                 await _send(transport, "ada@example.com")
             await _send(transport, "ada@example.com")
 
-        _run(settings, two)
+        run(settings, two)
         assert len(sink.messages_for("ada@example.com")) == 1
         assert sink.rejections == 1
 
 
 def test_a_pipelined_5xx_to_data_is_permanent_and_the_next_mail_goes(
-    make_settings: MakeSettings,
+    make_settings: MakeSettings, run: Run
 ) -> None:
     with SmtpSink(pipelining=True, data_reply="554 5.7.1 refused", failures=1) as sink:
         settings = smtp_settings(make_settings, sink.port)
@@ -178,14 +203,14 @@ def test_a_pipelined_5xx_to_data_is_permanent_and_the_next_mail_goes(
                 await _send(transport, "ada@example.com")
             await _send(transport, "bob@example.com")
 
-        _run(settings, two)
+        run(settings, two)
         assert sink.messages_for("ada@example.com") == []
         assert len(sink.messages_for("bob@example.com")) == 1
         assert len(set(sink.peers)) == 1
 
 
 def test_a_message_over_the_servers_size_is_permanent_and_not_sent(
-    make_settings: MakeSettings,
+    make_settings: MakeSettings, run: Run
 ) -> None:
     with SmtpSink(pipelining=True, size_limit=100) as sink:
         settings = smtp_settings(make_settings, sink.port)
@@ -194,12 +219,14 @@ def test_a_message_over_the_servers_size_is_permanent_and_not_sent(
             with pytest.raises(PermanentMailError, match="SIZE"):
                 await _send(transport, "ada@example.com", "x" * 200)
 
-        _run(settings, big)
+        run(settings, big)
         assert sink.messages == []
 
 
 @pytest.mark.parametrize("mechanism", ["PLAIN", "LOGIN"])
-def test_starttls_auth_and_pipelining_together(make_settings: MakeSettings, mechanism: str) -> None:
+def test_starttls_auth_and_pipelining_together(
+    make_settings: MakeSettings, run: Run, mechanism: str
+) -> None:
     with SmtpSink(
         auth=SINK_LOGIN, require_starttls=True, pipelining=True, auth_mechanisms=(mechanism,)
     ) as sink:
@@ -215,21 +242,21 @@ def test_starttls_auth_and_pipelining_together(make_settings: MakeSettings, mech
             await _send(transport, "ada@example.com")
             await _send(transport, "bob@example.com")
 
-        _run(settings, two)
+        run(settings, two)
         assert len(sink.messages) == 2
         assert len(set(sink.peers)) == 1
 
 
-def test_implicit_tls_with_pipelining(make_settings: MakeSettings) -> None:
+def test_implicit_tls_with_pipelining(make_settings: MakeSettings, run: Run) -> None:
     with SmtpSink(implicit_tls=True, pipelining=True) as sink:
         settings = smtp_settings(
             make_settings, sink.port, SMTP_TLS="tls", SMTP_CA_FILE=str(sink.ca_path)
         )
-        _run(settings, lambda t: _send(t, "ada@example.com"))
+        run(settings, lambda t: _send(t, "ada@example.com"))
         assert len(sink.messages_for("ada@example.com")) == 1
 
 
-def test_auth_required_but_not_offered_is_permanent(make_settings: MakeSettings) -> None:
+def test_auth_required_but_not_offered_is_permanent(make_settings: MakeSettings, run: Run) -> None:
     with ScriptedSmtpServer() as server:
         settings = smtp_settings(make_settings, server.port, SMTP_USERNAME="latch")
 
@@ -237,12 +264,12 @@ def test_auth_required_but_not_offered_is_permanent(make_settings: MakeSettings)
             with pytest.raises(PermanentMailError, match="AUTH"):
                 await _send(transport, "ada@example.com")
 
-        _run(settings, one)
+        run(settings, one)
         assert server.messages == []
 
 
 def test_data_injected_before_the_tls_handshake_ends_the_session(
-    make_settings: MakeSettings,
+    make_settings: MakeSettings, run: Run
 ) -> None:
     # A forged reply sent in clear text right after "220 go ahead" must not be read as if it
     # came over TLS (CVE-2011-0411 and kin): nothing is sent, and it is worth a retry only.
@@ -253,5 +280,5 @@ def test_data_injected_before_the_tls_handshake_ends_the_session(
             with pytest.raises(TransientMailError, match="after its STARTTLS reply"):
                 await _send(transport, "ada@example.com")
 
-        _run(settings, one)
+        run(settings, one)
         assert server.messages == []
