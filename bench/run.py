@@ -11,6 +11,7 @@ from pathlib import Path
 
 from bench import fixtures, micro, oidc, report, second_factor
 from bench import mail as mail_bench
+from bench import smtp as smtp_bench
 from bench.load import THREADS, Load, Result, run_wrk, wrk_path
 from bench.report import Row, Target
 from bench.servers import MailSink, Server, latch_env, plain_env
@@ -127,6 +128,8 @@ def main(argv: list[str] | None = None) -> int:
         extra += micro.lines(micro.measure())
         extra += ["", "Composing one sign-in mail, in-process (`python -m bench.mail`):", ""]
         extra += mail_bench.lines(mail_bench.measure())
+        extra += ["", "Handing one sign-in mail to SMTP, in-process (`python -m bench.smtp`):", ""]
+        extra += smtp_bench.lines(smtp_bench.measure())
     print()
     print(report.table(rows, bare_rps))
     for note in notes:

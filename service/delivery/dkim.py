@@ -3,7 +3,7 @@
 The mailer signs the finished bytes it hands to SMTP as they are (`sign_bytes`), so what is
 signed is what is sent. `sign` keeps the message-object form for callers that have one: the
 message is 7-bit clean (quoted-printable bodies, RFC 2047 headers), so every serialisation
-aiosmtplib may choose yields the signed bytes, and the signed message is re-read with
+with CRLF line ends yields the signed bytes, and the signed message is re-read with
 refold_source="none", so its headers are written back exactly as signed.
 tests/delivery/test_reputation.py verifies what actually arrives over SMTP.
 """
@@ -19,7 +19,7 @@ import dkim
 from service.errors import ConfigError
 from service.settings import DkimSettings
 
-# Serialisation of the signed bytes: what aiosmtplib writes for a 7-bit message.
+# Serialisation of the signed bytes: what SMTP carries for a 7-bit message.
 _WIRE = email.policy.SMTP.clone(cte_type="7bit")
 # Re-reading: keep the signed header lines (DKIM-Signature included) byte for byte.
 _READ_BACK = email.policy.default.clone(refold_source="none")

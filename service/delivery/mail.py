@@ -102,7 +102,7 @@ class Renderer:
     def envelope(self, job: MailJob) -> tuple[str, tuple[str, ...]]:
         """(sender, recipients) for SMTP: MAIL_FROM's address and the validated address only.
 
-        Given to the transport explicitly: aiosmtplib would otherwise take the recipients from
+        Given to the transport explicitly: SMTP libraries otherwise take the recipients from
         the parsed To/Cc/Bcc headers, i.e. from whatever a parser makes of them.
         """
         return self.envelope_sender, (job.to,)

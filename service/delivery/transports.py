@@ -1,8 +1,8 @@
-"""How the sign-in mail is delivered: SMTP (aiosmtplib) or, in development, the console."""
+"""How the sign-in mail is delivered: SMTP (smtp_wire.py) or, in development, the console."""
 
 from __future__ import annotations
 
-import asyncio
+import copy
 import email
 import email.policy
 import logging
@@ -12,9 +12,9 @@ import time
 from collections.abc import Sequence
 from email.message import EmailMessage
 from typing import Protocol
+from urllib.parse import urlsplit
 
-import aiosmtplib
-
+from service.delivery import smtp_wire
 from service.settings import Settings
 
 log = logging.getLogger("latch.mail")
@@ -71,143 +71,122 @@ class ConsoleTransport:
 
 
 class SmtpTransport:
-    """SMTP through aiosmtplib. `starttls` REQUIRES the upgrade (start_tls=True), so a server
-    or attacker that does not offer STARTTLS gets an error, not the code in clear text.
+    """SMTP through Latch's own client (delivery/smtp_wire.py). `starttls` REQUIRES the
+    upgrade, so a server or attacker that does not offer STARTTLS gets an error, not the code
+    in clear text; `tls` is implicit TLS; both verify the certificate against the system's CAs
+    or SMTP_CA_FILE, for SMTP_HOST.
 
-    Connections are kept open between mails (at most one per sender task, closed after
-    IDLE_SECONDS unused): a new connection costs a TCP and TLS handshake, EHLO, STARTTLS and
-    AUTH, several times the cost of the mail itself during a sign-in storm.
+    Connections are kept open between mails (at most one per sender task, so MAIL_WORKERS of
+    them; closed after IDLE_SECONDS unused): a new connection costs a TCP and TLS handshake,
+    EHLO, STARTTLS and AUTH, several times the cost of the mail itself during a sign-in storm.
     """
 
     IDLE_SECONDS = 15.0
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self._tls_context: ssl.SSLContext | None = None
-        if settings.mail.smtp_tls != "none":
-            self._tls_context = ssl.create_default_context(
-                cafile=settings.mail.smtp_ca_file or None
-            )
-        self._idle: list[tuple[aiosmtplib.SMTP, float]] = []
-
-    def _new_client(self) -> aiosmtplib.SMTP:
-        s = self.settings
-        return aiosmtplib.SMTP(
-            hostname=s.mail.smtp_host,
-            port=s.mail.smtp_port or {"tls": 465, "starttls": 587, "none": 25}[s.mail.smtp_tls],
-            username=s.mail.smtp_username or None,
-            password=s.mail.smtp_password or None,
-            use_tls=s.mail.smtp_tls == "tls",
-            start_tls=s.mail.smtp_tls == "starttls",
-            tls_context=self._tls_context,
-            timeout=s.mail.smtp_timeout,
+        mail = settings.mail
+        context: ssl.SSLContext | None = None
+        if mail.smtp_tls != "none":
+            context = ssl.create_default_context(cafile=mail.smtp_ca_file or None)
+        self.endpoint = smtp_wire.Endpoint(
+            host=mail.smtp_host,
+            port=mail.smtp_port or {"tls": 465, "starttls": 587, "none": 25}[mail.smtp_tls],
+            tls=mail.smtp_tls,
+            tls_context=context,
+            username=mail.smtp_username,
+            password=mail.smtp_password,
+            timeout=mail.smtp_timeout,
+            ehlo=smtp_wire.ehlo_name(urlsplit(settings.public_url).hostname or ""),
         )
+        self._idle: list[tuple[smtp_wire.Connection, float]] = []
 
-    async def _connected(self) -> tuple[aiosmtplib.SMTP, bool]:
-        """A connected client: a kept one if still fresh (True), else a new one (False)."""
+    async def _connected(self) -> tuple[smtp_wire.Connection, bool]:
+        """A connection: a kept one if still fresh and open (True), else a new one (False)."""
         while self._idle:
-            client, since = self._idle.pop()
-            if client.is_connected and time.monotonic() - since < self.IDLE_SECONDS:
-                return client, True
-            await _close_quietly(client)
-        client = self._new_client()
-        await client.connect()  # with start_tls=True this fails unless STARTTLS succeeds
-        return client, False
+            connection, since = self._idle.pop()
+            if connection.usable and time.monotonic() - since < self.IDLE_SECONDS:
+                return connection, True
+            await connection.quit()
+        return await smtp_wire.Connection.open(self.endpoint), False
 
-    async def _send_once(
-        self, message: EmailMessage | bytes, sender: str, recipients: Sequence[str]
-    ) -> None:
-        client, reused = await self._connected()
+    async def _send_once(self, body: bytes, sender: str, recipients: list[str]) -> None:
+        connection, reused = await self._connected()
         try:
             try:
-                await _deliver(client, message, sender, recipients)
-            except (aiosmtplib.SMTPServerDisconnected, ConnectionError) as e:
-                if not reused:
+                await connection.send(sender, recipients, body)
+            except (ConnectionError, smtp_wire.SmtpReplyError) as e:
+                # A kept connection the server closed while it sat idle (EOF, reset, or a 421
+                # "closing"), found before the message's terminating dot went out: the server
+                # cannot have taken the mail, so one fresh try cannot deliver it twice. After
+                # the dot, a lost connection leaves that unknown: no second try here (the
+                # mailer's retry, seconds later, may then send a second copy of the same code).
+                stale = isinstance(e, ConnectionError) or e.code == 421
+                if not reused or connection.committed or not stale:
                     raise
-                # The server closed a kept connection while it sat idle: one fresh try.
                 log.debug("kept SMTP connection was closed (%s); reconnecting", type(e).__name__)
-                await _close_quietly(client)
-                client = self._new_client()
-                await client.connect()
-                await _deliver(client, message, sender, recipients)
-        except BaseException:
-            await _close_quietly(client)
+                connection.abort()
+                connection = await smtp_wire.Connection.open(self.endpoint)
+                await connection.send(sender, recipients, body)
+        except smtp_wire.SmtpReplyError:
+            # A refusal (RSET since): the connection stays good for the next mail.
+            self._keep(connection)
             raise
-        self._idle.append((client, time.monotonic()))
+        except BaseException:
+            connection.abort()
+            raise
+        self._keep(connection)
+
+    def _keep(self, connection: smtp_wire.Connection) -> None:
+        if connection.usable:
+            self._idle.append((connection, time.monotonic()))
+        else:
+            connection.abort()
 
     async def send(self, message: EmailMessage, *, sender: str, recipients: Sequence[str]) -> None:
         """Send one message, classifying failures as transient or permanent."""
-        await self._send_classified(message, sender, recipients)
+        # Latch never sets Bcc; a message that has one must not show it to its recipients.
+        if "Bcc" in message or "Resent-Bcc" in message:
+            message = copy.copy(message)
+            del message["Bcc"], message["Resent-Bcc"]
+        await self.send_raw(
+            message.as_bytes(policy=message.policy.clone(linesep="\r\n")),
+            sender=sender,
+            recipients=recipients,
+        )
 
     async def send_raw(self, data: bytes, *, sender: str, recipients: Sequence[str]) -> None:
-        """Send one finished message as it is (CRLF bytes), classifying failures alike."""
-        await self._send_classified(data, sender, recipients)
-
-    async def _send_classified(
-        self, message: EmailMessage | bytes, sender: str, recipients: Sequence[str]
-    ) -> None:
+        """Send one finished message as it is (CRLF bytes), to exactly `recipients`."""
         if not recipients:
-            raise PermanentMailError("no recipient")  # aiosmtplib would read the headers
+            raise PermanentMailError("no recipient")
         try:
-            await self._send_once(message, sender, list(recipients))
-        except aiosmtplib.SMTPResponseException as e:
+            await self._send_once(smtp_wire.wire_body(data), sender, list(recipients))
+        except smtp_wire.SmtpReplyError as e:
+            # A 4xx to RCPT (greylisting, a full mailbox) is as temporary as a 4xx to DATA.
             if 400 <= e.code < 500:
-                raise TransientMailError(f"{e.code} {e.message}") from e
-            raise PermanentMailError(f"{e.code} {e.message}") from e
-        except aiosmtplib.SMTPRecipientsRefused as e:
-            # Not an SMTPResponseException: it wraps one refusal per recipient. A 4xx to RCPT
-            # (greylisting, a full mailbox) is as temporary as a 4xx to DATA.
-            replies = "; ".join(f"{r.code} {r.message}" for r in e.recipients)
-            if any(400 <= r.code < 500 for r in e.recipients):
-                raise TransientMailError(replies) from e
-            raise PermanentMailError(replies) from e
-        except (
-            aiosmtplib.SMTPConnectError,
-            aiosmtplib.SMTPServerDisconnected,
-            aiosmtplib.SMTPTimeoutError,
-            TimeoutError,
-            ConnectionError,
-            OSError,
-        ) as e:
+                raise TransientMailError(str(e)) from e
+            raise PermanentMailError(str(e)) from e
+        except smtp_wire.SmtpRefused as e:
+            raise PermanentMailError(str(e)) from e
+        except (TimeoutError, OSError) as e:  # ConnectionError, ssl.SSLError, SmtpProtocolError
             if _untrusted_certificate(e):
                 # A certificate we cannot verify will not verify on the next try either: a
                 # wrong SMTP_CA_FILE or host name, or someone in the middle. Never retried
                 # into sending the code over an unverified channel.
                 raise PermanentMailError(f"TLS certificate not trusted: {e}") from e
             raise TransientMailError(f"{type(e).__name__}: {e}") from e
-        except aiosmtplib.SMTPException as e:
-            raise PermanentMailError(str(e)) from e
 
     async def aclose(self) -> None:
         """Say QUIT on every kept connection (shutdown)."""
         idle, self._idle = self._idle, []
-        for client, _ in idle:
-            await _close_quietly(client)
-
-
-async def _deliver(
-    client: aiosmtplib.SMTP, message: EmailMessage | bytes, sender: str, recipients: Sequence[str]
-) -> None:
-    if isinstance(message, bytes):
-        await client.sendmail(sender, list(recipients), message)
-    else:
-        await client.send_message(message, sender=sender, recipients=recipients)
-
-
-async def _close_quietly(client: aiosmtplib.SMTP) -> None:
-    """QUIT if possible, else drop the connection; never raise."""
-    try:
-        if client.is_connected:
-            await asyncio.wait_for(client.quit(), 2)
-    except Exception:  # noqa: S110 (a broken connection is closed below all the same)
-        pass
-    client.close()
+        for connection, _ in idle:
+            await connection.quit()
 
 
 def _untrusted_certificate(error: BaseException) -> bool:
     """True when the failure (or what caused it) is a failed certificate verification."""
     seen: BaseException | None = error
-    for _ in range(5):  # aiosmtplib wraps the ssl error in SMTPConnectError on connect
+    for _ in range(5):
         if seen is None:
             return False
         if isinstance(seen, ssl.SSLCertVerificationError):

@@ -43,9 +43,9 @@ def _send(settings: Settings, message: EmailMessage | None = None) -> None:
             await transport.send(mail, sender=SENDER, recipients=[str(mail["To"])])
         finally:
             await transport.aclose()  # the transport keeps connections open between mails
-            # aiosmtplib closes a failed connection with transport.close(), which finishes on
-            # later loop iterations (a TLS shutdown takes a round trip). asyncio.run closes the
-            # loop at once and would leave the socket to the garbage collector, which warns.
+            # A closed connection finishes closing on later loop iterations (a TLS shutdown
+            # takes a round trip). asyncio.run closes the loop at once and would leave the
+            # socket to the garbage collector, which warns.
             await asyncio.sleep(0.2)
 
     asyncio.run(send())

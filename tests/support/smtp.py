@@ -22,7 +22,7 @@ from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 from service.settings import Settings
 
 from .net import HOST
-from .rawsmtp import DroppingSmtpServer, HangingSmtpServer, refused_port
+from .rawsmtp import DroppingSmtpServer, HangingSmtpServer, ScriptedSmtpServer, refused_port
 from .running import Running
 from .tls import TlsFiles, write_tls_files
 from .wait import eventually_async
@@ -31,6 +31,7 @@ __all__ = [
     "Delivery",
     "DroppingSmtpServer",
     "HangingSmtpServer",
+    "ScriptedSmtpServer",
     "SmtpSink",
     "html_part",
     "refused_port",
@@ -70,6 +71,21 @@ class _Handler:
     def __init__(self, sink: SmtpSink) -> None:
         self._sink = sink
 
+    async def handle_EHLO(
+        self,
+        server: SMTP,
+        session: Session,
+        envelope: Envelope,
+        hostname: str,
+        responses: list[str],
+    ) -> list[str]:
+        # aiosmtpd reads commands one line at a time, so it serves pipelined commands (RFC 2920)
+        # correctly; it just does not say so unless asked to.
+        session.host_name = hostname
+        if self._sink.pipelining:
+            responses.insert(1, "250-PIPELINING")
+        return responses
+
     async def handle_RCPT(
         self,
         server: SMTP,
@@ -101,6 +117,8 @@ class SmtpSink(Running):
 
     `rcpt_reply` / `data_reply` (e.g. "451 4.3.0 try later") are answered instead of
     accepting, for the first `failures` RCPT/DATA commands (None: for all of them).
+    `pipelining` advertises PIPELINING; `auth_mechanisms` are the AUTH mechanisms offered;
+    `size_limit` is the SIZE advertised and enforced.
     The attributes may be changed while the server runs.
     """
 
@@ -115,6 +133,9 @@ class SmtpSink(Running):
         rcpt_reply: str | None = None,
         data_reply: str | None = None,
         failures: int | None = None,
+        pipelining: bool = False,
+        auth_mechanisms: tuple[str, ...] = ("LOGIN", "PLAIN"),
+        size_limit: int | None = None,
     ) -> None:
         # STARTTLS is only offered when asked for (or implied): aiosmtplib upgrades
         # whenever it is offered and would then fail to verify our private CA.
@@ -130,6 +151,9 @@ class SmtpSink(Running):
         self.rcpt_reply = rcpt_reply
         self.data_reply = data_reply
         self.failures = failures
+        self.pipelining = pipelining
+        self.auth_mechanisms = auth_mechanisms
+        self.size_limit = size_limit
         self.rejections = 0
         self.host = HOST
         self.port = 0
@@ -175,6 +199,8 @@ class SmtpSink(Running):
             # after STARTTLS, as on any sane relay.
             auth_required=self.auth is not None,
             authenticator=self._authenticate if self.auth is not None else None,
+            auth_exclude_mechanism=[m for m in ("LOGIN", "PLAIN") if m not in self.auth_mechanisms],
+            data_size_limit=self.size_limit or 33554432,  # aiosmtpd's default otherwise
         )
         controller.start()
         self.port = controller.port
