@@ -60,8 +60,10 @@ def summarise(raw: Path, top: int) -> str:
     return "\n".join(lines)
 
 
-def profile(server: Server, name: str, load: Load, seconds: float) -> Path:
-    """wrk on `load` while py-spy samples the server; the raw stacks' file."""
+def profile(server: Server, name: str, load: Load, seconds: float, *, gil: bool = False) -> Path:
+    """wrk on `load` while py-spy samples the server; the raw stacks' file. With `gil`, only
+    the thread holding the GIL is sampled: where the Python time goes, without the time
+    threads spend waiting for the GIL (which plain samples charge to whatever frame waits)."""
     py_spy = shutil.which("py-spy") or str(Path(fixtures.__file__).parents[1] / ".venv/bin/py-spy")
     OUT.mkdir(exist_ok=True)
     raw = OUT / f"{name}.txt"
@@ -69,7 +71,8 @@ def profile(server: Server, name: str, load: Load, seconds: float) -> Path:
     # S603: our own command line (py-spy, a pid, numbers, a path of ours).
     spy = subprocess.Popen(  # noqa: S603
         [py_spy, "record", "-p", str(server.pid), "-d", f"{int(seconds)}", "-r", "200"]
-        + ["-f", "raw", "-o", str(raw), "--threads"],
+        + ["-f", "raw", "-o", str(raw), "--threads"]
+        + (["--gil"] if gil else []),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
     )
@@ -86,6 +89,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.profile")
     parser.add_argument("--seconds", type=float, default=8.0)
     parser.add_argument("--top", type=int, default=25)
+    parser.add_argument("--gil", action="store_true", help="sample only the GIL's holder")
+    parser.add_argument("--only", help="profile only the loads whose name contains this")
     opts = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="latch-profile-") as tmp, MailSink() as sink:
         work = Path(tmp)
@@ -103,7 +108,9 @@ def main(argv: list[str] | None = None) -> int:
                 "start": Load("/api/start", script="start.lua", script_args=("sp",)),
             }
             for name, load in loads.items():
-                raw = profile(latch, name, load, opts.seconds)
+                if opts.only and opts.only not in name:
+                    continue
+                raw = profile(latch, name, load, opts.seconds, gil=opts.gil)
                 print(summarise(raw, opts.top), flush=True)
             # Let the mail queue drain before shutdown (bounded by the shutdown grace).
             threading.Event().wait(1.0)

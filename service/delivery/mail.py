@@ -12,6 +12,7 @@ import contextlib
 import email
 import email.policy
 import logging
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from email.headerregistry import Address, BaseHeader, HeaderRegistry
@@ -248,6 +249,11 @@ def _mail_domain(settings: Settings) -> str:
     return "localhost" if host in ("127.0.0.1", "::1") else host
 
 
+def _no_place(place: asyncio.Future[None]) -> None:
+    if not place.done():
+        place.set_exception(TimeoutError())
+
+
 class Mailer:
     """A bounded in-process queue and a few sender tasks with retries and backoff."""
 
@@ -269,8 +275,8 @@ class Mailer:
         self._pending = 0
         self._idle = asyncio.Event()
         self._idle.set()
-        self._room = asyncio.Event()  # set whenever a place may have been given back
-        self._room.set()
+        # Starts waiting for a place, oldest first; a freed place is handed to the first.
+        self._waiters: deque[asyncio.Future[None]] = deque()
         self.sent = 0
         self.failed = 0
 
@@ -290,22 +296,35 @@ class Mailer:
 
         Waiting slows a rush to the pace mail goes out instead of refusing most of it (a class
         signing in at once got 503s for most starts), while the queue, and so how far mail can
-        fall behind, stays bounded.
+        fall behind, stays bounded. Waiters form a line: a finished mail hands its place to the
+        oldest one (`_done`), so each mail wakes one start, first come first served. (An event
+        that woke every waiter had them all race for the one place, each setting up its wait
+        again: under a rush from 64 connections, the loop spent more on that than on the mail.)
         """
-        if self.full:
-            loop = asyncio.get_running_loop()
-            deadline = loop.time() + self.settings.mail.queue_wait
-            while self.full:
-                left = deadline - loop.time()
-                if left <= 0:
-                    raise UnavailableError(
-                        retry_after=5, message="Too many sign-ins at once. Try again."
-                    )
-                self._room.clear()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._room.wait(), left)
-        self._pending += 1
-        self._idle.clear()
+        if not self.full and not self._waiters:
+            self._pending += 1
+            self._idle.clear()
+            return
+        loop = asyncio.get_running_loop()
+        place: asyncio.Future[None] = loop.create_future()
+        self._waiters.append(place)
+        timer = loop.call_later(self.settings.mail.queue_wait, _no_place, place)
+        try:
+            await place
+        except TimeoutError:
+            raise UnavailableError(
+                retry_after=5, message="Too many sign-ins at once. Try again."
+            ) from None
+        except asyncio.CancelledError:
+            if place.done() and not place.cancelled() and place.exception() is None:
+                self._done()  # handed a place just as we were cancelled: pass it on
+            raise
+        finally:
+            timer.cancel()
+            if not place.done():
+                place.cancel()
+            with contextlib.suppress(ValueError):
+                self._waiters.remove(place)  # timed out or cancelled: out of the line
 
     def release(self) -> None:
         """Give back a place that was reserved but not used."""
@@ -352,8 +371,12 @@ class Mailer:
         return drained
 
     def _done(self) -> None:
+        while self._waiters:
+            place = self._waiters.popleft()
+            if not place.done():
+                place.set_result(None)  # the place goes to this start: `_pending` unchanged
+                return
         self._pending -= 1
-        self._room.set()
         if self._pending <= 0:
             self._pending = 0
             self._idle.set()
