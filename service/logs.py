@@ -61,3 +61,11 @@ def configure_logging(level: str) -> None:
     logging.getLogger("latch.access").setLevel(level.upper())
     # uvicorn's access log prints query strings, which hold link tokens: it stays off.
     logging.getLogger("uvicorn.access").disabled = True
+    # What the JSON line never shows, no record needs to gather (the logging documentation's
+    # "Optimization" knobs): the caller's file and line (a walk up the stack for every
+    # record), the thread and process names. Every sign-in makes several records, counted for
+    # the metrics even when LOG_LEVEL hides them.
+    logging._srcfile = None
+    logging.logThreads = False
+    logging.logProcesses = False
+    logging.logMultiprocessing = False
