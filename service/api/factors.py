@@ -2,12 +2,14 @@
 as the second step of a sign-in under REQUIRE_SECOND_FACTOR=all.
 
 Changing factors needs a recent step: without one these answer 403 `step_up_required` with the
-`methods` POST /api/step-up takes (none: sign in again). The TOTP secret appears only in the
-answer to POST /api/factors/totp, recovery codes only in the answer that issues them.
+`methods` POST /api/step-up takes (`passkey`, `totp`; none: sign in again). The TOTP secret
+appears only in the answer to POST /api/factors/totp, recovery codes only in the answer that
+issues them.
 """
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from starlette.requests import Request
@@ -15,6 +17,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from service.api.common import json_error, read_json, text_field
+from service.api.passkeys import credential_field
 from service.errors import FlowDeadError, FlowUsedError, ForbiddenOriginError, SigninExpiredError
 from service.signin.totp import Enrolment
 from service.web.cookies import (
@@ -100,14 +103,18 @@ async def recovery_regenerate(request: Request) -> Response:
 
 
 async def step_up(request: Request) -> Response:
-    """POST /api/step-up {"method", "code"} -> 200 {"aal", "auth_time"} + a new access cookie."""
+    """POST /api/step-up {"method", "code"} (or {"method": "passkey", "credential"}, the answer
+    to POST /api/passkeys/step-up/options) -> 200 {"aal", "auth_time"} + a new access cookie."""
     state = app_state(request)
     body = await read_json(request, state.settings)
     identity = await current_identity(request)  # before the body, as totp_confirm
     method = text_field(body, "method") or ""
-    code = text_field(body, "code") or ""
+    if "credential" in body:
+        answer = json.dumps(credential_field(body))
+    else:
+        answer = text_field(body, "code") or ""
     ip, ua = client(request)
-    token = await state.account_factors.step_up(identity, method, code, ip=ip, user_agent=ua)
+    token = await state.account_factors.step_up(identity, method, answer, ip=ip, user_agent=ua)
     stepped = state.sessions.verify_token(token)
     response = JSONResponse({"aal": int(stepped.aal), "auth_time": state.account_factors.now()})
     set_access_cookie(response, state.settings, token)

@@ -331,7 +331,8 @@ def _factor_paths() -> dict[str, Any]:
         "/api/step-up": {
             "post": _op(
                 "stepUp",
-                "Pass a step on this session; a new access cookie (aal2, auth_time now)",
+                "Pass a step on this session (the app's code, or a passkey's answer to"
+                " passkeyStepUpOptions); a new access cookie (auth_time now)",
                 {
                     "200": _json(ref("SteppedUp"), "Stepped up; access cookie set"),
                     **_errors(*changed, 429),
@@ -390,6 +391,18 @@ def _passkey_paths(first_step: dict[str, Any]) -> dict[str, Any]:
                 {"200": first_step, **_errors(*_POST_ERRORS, 404, 409, 410)},
                 security=[{}, {"signinCookie": []}],
                 body=_body("PasskeyLoginRequest"),
+            )
+        },
+        "/api/passkeys/step-up/options": {
+            "post": _op(
+                "passkeyStepUpOptions",
+                "Request options for confirming it's you with one of your passkeys; the answer"
+                ' goes to POST /api/step-up {"method": "passkey", "credential"}',
+                {
+                    "200": _json(ref("PasskeyRequestOptions"), "Options"),
+                    **_errors(*_POST_ERRORS, 401, 404, 429),
+                },
+                security=SIGNED_IN,
             )
         },
         "/api/passkeys/register/options": {

@@ -120,6 +120,16 @@ async def login(request: Request) -> Response:
     return response
 
 
+async def step_up_options(request: Request) -> Response:
+    """POST /api/passkeys/step-up/options -> {"publicKey"}: the signed-in person's passkeys,
+    for a step-up answered at POST /api/step-up {"method": "passkey", "credential"}."""
+    state = app_state(request)
+    await read_json(request, state.settings)
+    identity = await current_identity(request)
+    ip, _ = client(request)
+    return JSONResponse({"publicKey": await state.passkeys.step_up_options(identity, ip)})
+
+
 async def passkeys_list(request: Request) -> Response:
     """GET /api/passkeys -> {"passkeys": [...]}."""
     state = app_state(request)
@@ -152,6 +162,7 @@ routes = [
     Route("/api/passkeys/login/options", login_options, methods=["POST"]),
     Route("/api/passkeys/login", login, methods=["POST"]),
     Route("/api/passkeys/register/options", register_options, methods=["POST"]),
+    Route("/api/passkeys/step-up/options", step_up_options, methods=["POST"]),
     Route("/api/passkeys/register", register, methods=["POST"]),
     Route("/api/passkeys", passkeys_list, methods=["GET"]),
     Route("/api/passkeys/{passkey_id:passkey_id}", passkey_rename, methods=["PATCH"]),

@@ -52,7 +52,16 @@ SCHEMAS: dict[str, Any] = {
         [], all={"type": "boolean", "description": "Revoke every session of the person."}
     ),
     "CodeRequest": _object(["code"], code={"type": "string", "description": "From the app."}),
-    "StepUpRequest": _object(["method", "code"], method=STR, code=STR),
+    "StepUpRequest": _object(
+        ["method"],
+        method={
+            "type": "string",
+            "description": "One of the `methods` of step_up_required or GET /api/factors:"
+            " `passkey`, `totp`.",
+        },
+        code={"type": "string", "description": "The app's code (method `totp`)."},
+        credential=ref("WebAuthnCredential"),
+    ),
     "PasskeyRegisterRequest": _object(
         ["credential"],
         credential=ref("WebAuthnCredential"),

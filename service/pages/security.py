@@ -19,6 +19,7 @@ from service.errors import (
     FlowDeadError,
     FlowUsedError,
     InvalidCodeError,
+    InvalidPasskeyError,
     InvalidRequestError,
     ServiceError,
     SigninExpiredError,
@@ -190,10 +191,14 @@ async def recovery_regenerate(request: Request) -> Response:
     return codes_page(request, codes, SECURITY)
 
 
-async def step_up_page(request: Request, error: ServiceError | None = None) -> Response:
-    """GET /login/step-up?next=…: the strongest factor's code, or a fresh emailed code."""
+async def step_up_page(
+    request: Request, error: ServiceError | None = None, next_url: str | None = None
+) -> Response:
+    """GET /login/step-up?next=…: "Use your passkey" (static/passkeys.js) and the app's code,
+    whichever the person has, or a fresh emailed code."""
     state = app_state(request)
-    next_url = safe_next(request.query_params.get("next"), state.settings)
+    if next_url is None:  # a POST's answer keeps the form's `next`
+        next_url = safe_next(request.query_params.get("next"), state.settings)
     identity = await _identity(request)
     if identity is None:
         return redirect("/login?" + urlencode({"next": next_url}))
@@ -203,13 +208,15 @@ async def step_up_page(request: Request, error: ServiceError | None = None) -> R
         "step_up.html",
         status=error.status if error else 200,
         error=error.message if error else None,
-        method=methods[0] if methods else "",
+        passkey="passkey" in methods,
+        totp="totp" in methods,
         next_url=next_url,
     )
 
 
 async def step_up_submit(request: Request) -> Response:
-    """POST /login/step-up: a right code → a new access cookie and 303 to `next`."""
+    """POST /login/step-up: a right code (or passkey answer, posted as `code` by
+    static/passkeys.js) → a new access cookie and 303 to `next`."""
     state = app_state(request)
     form = await csrf.read_form(request)
     next_url = safe_next(csrf.field(form, "next"), state.settings)
@@ -221,8 +228,8 @@ async def step_up_submit(request: Request) -> Response:
         token = await state.account_factors.step_up(
             identity, csrf.field(form, "method"), csrf.field(form, "code"), ip=ip, user_agent=ua
         )
-    except (InvalidCodeError, InvalidRequestError) as e:
-        return await step_up_page(request, e)
+    except (InvalidCodeError, InvalidPasskeyError, InvalidRequestError) as e:
+        return await step_up_page(request, e, next_url)
     response = redirect(next_url)
     set_access_cookie(response, state.settings, token)
     return response

@@ -57,6 +57,7 @@ class Purpose(StrEnum):
     REGISTER = "register"  # adding a passkey to the signed-in person
     LOGIN = "login"  # signing in with a passkey, no address typed
     STEP = "step"  # a passkey as the second step of a pending sign-in
+    STEP_UP = "step_up"  # a signed-in person confirming it's them (a step-up)
 
 
 def b64url(data: bytes) -> str:

@@ -6,22 +6,30 @@ No HTTP here. Every change of factors needs a step passed within STEP_UP_TTL (a 
 their own authenticator, or remove the owner's. Each change mails the person.
 
 The methods live in a general registry (`SecondFactors`, service/signin/steps.py): TOTP and
-recovery codes here; a passkey feature registers its own beside them.
+recovery codes here; a passkey feature registers its own beside them. A step-up takes the
+authenticator app's code, or a method passed in as a `StepUpMethod` (a passkey,
+service/signin/passkey_step.py).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import Protocol
 
 from service import store
 from service.db import Database
 from service.delivery.notices import Notice, Notices
-from service.errors import InvalidCodeError, InvalidRequestError, StepUpRequiredError
+from service.errors import (
+    InvalidCodeError,
+    InvalidPasskeyError,
+    InvalidRequestError,
+    StepUpRequiredError,
+)
 from service.settings import Settings
 from service.signin.access import AccessTokens
-from service.signin.assurance import Assurance, assurance_of
+from service.signin.assurance import Assurance, Method, assurance_of
 from service.signin.recovery import RecoveryCodes, new_codes
 from service.signin.sessions import Identity
 from service.signin.totp import Enrolment, Totp
@@ -30,9 +38,26 @@ log = logging.getLogger("latch.factors")
 # An enrolment not confirmed within this is forgotten (design §11: pending for 10 minutes).
 ENROL_TTL = 600
 # Methods a step-up takes, strongest first (a recovery code is a way back in, not a step-up:
-# signing in with one is).
-STEP_UP_METHODS = (store.TOTP,)
+# signing in with one is). A passkey before the app: its assertion is bound to this origin, so
+# a phishing page cannot relay it as it can relay a typed code, and nothing is typed.
+STEP_UP_METHODS = (store.PASSKEY, store.TOTP)
 NAMES = {store.TOTP: "an authenticator app"}
+MAX_CODE = 200  # longer than any typed code: refused before any work
+
+
+class StepUpMethod(Protocol):
+    """A step-up method beside the authenticator app (a passkey).
+
+    `step_up` answers the RFC 8176 values a right answer adds, or raises the method's own
+    refusal (InvalidPasskeyError); a method that must prevent replay does it inside.
+    """
+
+    @property
+    def method(self) -> str: ...
+    @property
+    def max_answer(self) -> int: ...
+
+    async def step_up(self, user_id: str, answer: str, now: int) -> tuple[Method, ...]: ...
 
 
 @dataclass(frozen=True)
@@ -55,6 +80,7 @@ class AccountFactors:
         recovery: RecoveryCodes,
         notices: Notices,
         clock: Callable[[], float],
+        step_ups: Iterable[StepUpMethod] = (),
     ) -> None:
         self.settings = settings
         self.db = database
@@ -63,6 +89,7 @@ class AccountFactors:
         self.recovery = recovery
         self.notices = notices
         self.clock = clock
+        self.step_ups = {m.method: m for m in step_ups}
 
     def now(self) -> int:
         """The injected clock, in whole seconds."""
@@ -76,7 +103,10 @@ class AccountFactors:
         """The methods a step-up can take for this person (none: an emailed code, by signing
         in again)."""
         summary = await self.db.run(store.factor_summary(user_id), write=False)
-        return tuple(m for m in STEP_UP_METHODS if m in summary.methods)
+        # A method nobody registered is not offered (passkeys turned off: a person who has one
+        # steps up with their app, or signs in again).
+        can = {store.TOTP, *self.step_ups}
+        return tuple(m for m in STEP_UP_METHODS if m in summary.methods and m in can)
 
     async def recent_step(self, identity: Identity) -> bool:
         """Whether this session passed a step within STEP_UP_TTL (read from the session row,
@@ -92,21 +122,30 @@ class AccountFactors:
             raise StepUpRequiredError(await self.step_up_methods(identity.user_id))
 
     async def step_up(
-        self, identity: Identity, method: str, code: str, *, ip: str = "", user_agent: str = ""
+        self, identity: Identity, method: str, answer: str, *, ip: str = "", user_agent: str = ""
     ) -> str:
-        """Pass a step on this session; a new access token saying so (`auth_time` now, and
-        `aal2` when the session was email-only). Passed and failed steps are audited."""
+        """Pass a step on this session with `method` (the app's code, or a passkey's assertion
+        as JSON); a new access token saying so (`auth_time` now, and the level the session's
+        methods with this one are worth). Passed and failed steps are audited."""
         methods = await self.step_up_methods(identity.user_id)
         if method not in methods:
             raise InvalidRequestError(
                 "This way of confirming is not set up for you.", field="method"
             )
-        if not code or len(code) > 200:
+        other = self.step_ups.get(method)
+        if not answer or len(answer) > (other.max_answer if other else MAX_CODE):
             raise InvalidRequestError("Enter the code.", field="code")
         now = self.now()
         actor = store.Actor("user", ip, user_agent)
-        if not await self.totp.check(identity.user_id, code, now):
-            log.info("step_up.failed user=%s", identity.user_id[:8])
+        try:
+            if other is not None:
+                added = await other.step_up(identity.user_id, answer, now)
+            elif await self.totp.check(identity.user_id, answer, now):
+                added = self.totp.amr
+            else:
+                raise InvalidCodeError(tries_left=None)
+        except (InvalidCodeError, InvalidPasskeyError):
+            log.info("step_up.failed method=%s user=%s", method, identity.user_id[:8])
             # Its own transaction, after the check's (which counted the failure against the
             # address): a failure path, and the factor's check stays the registry's plain one.
             await self.db.run(
@@ -119,18 +158,29 @@ class AccountFactors:
                     session_id=identity.session_id,
                 )
             )
-            raise InvalidCodeError(tries_left=None)
+            raise
         row = await self.db.run(store.get_session(identity.session_id), write=False)
         before = tuple(row["amr"].split()) if row else ()
-        amr, level = assurance_of((*before, *self.totp.amr))
+        amr, level = assurance_of((*before, *added))
         raised = await self.db.run(
             store.raise_assurance(
-                identity.session_id, identity.user_id, aal=int(level), amr=amr, actor=actor, now=now
+                identity.session_id,
+                identity.user_id,
+                aal=int(level),
+                amr=amr,
+                method=method,
+                actor=actor,
+                now=now,
             )
         )
         if raised is None:
             raise InvalidRequestError("This session has ended. Please sign in again.")
-        log.info("step_up.passed user=%s session=%s", identity.user_id[:8], identity.session_id[:8])
+        log.info(
+            "step_up.passed method=%s user=%s session=%s",
+            method,
+            identity.user_id[:8],
+            identity.session_id[:8],
+        )
         return self.access.issue(
             identity.user_id,
             identity.email,

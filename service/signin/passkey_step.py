@@ -1,5 +1,6 @@
-"""Checking a passkey assertion against its stored credential, and a passkey as a second-step
-method (service/signin/steps.py `SecondFactor`), beside TOTP and recovery codes.
+"""Checking a passkey assertion against its stored credential, a passkey as a second-step
+method (service/signin/steps.py `SecondFactor`), beside TOTP and recovery codes, and as a
+step-up method (service/signin/factors.py `StepUpMethod`).
 
 Built before the step machinery (which holds it in its registry) and shared with the passkey
 use cases, which check first-step assertions the same way.
@@ -93,3 +94,37 @@ class PasskeyFactor:
             count_refused(verdict, passkey)
             return False
         return True
+
+    # --- step-up ---------------------------------------------------------------------------
+
+    async def step_up_options(self, user_id: str, ip: str) -> dict[str, Any]:
+        """Request options for a signed-in person's step-up: a challenge of its own purpose
+        (a sign-in's cannot answer it, nor it a sign-in), bound to the user, listing only
+        their passkeys."""
+        allowed = await self.db.run(store.list_passkeys(user_id), write=False)
+        return await self.rp.authentication_options(
+            Purpose.STEP_UP, ip=ip, user_id=user_id, allowed=allowed
+        )
+
+    async def step_up(self, user_id: str, answer: str, now: int) -> tuple[Method, ...]:
+        """The `amr` a right step-up answer adds (`hwk`, and `user` when the authenticator
+        verified the user: the sign-in's reckoning, so a step-up gives the level a sign-in by
+        this passkey would); refused (InvalidPasskeyError) otherwise, the log saying why.
+
+        The challenge is consumed first, so a replayed answer finds nothing; one handed out to
+        another user (whose passkey may well verify) is refused before the signature counts.
+        """
+        try:
+            credential = json.loads(answer)
+        except ValueError:
+            credential = None
+        if not isinstance(credential, dict):
+            raise refused("malformed-credential")
+        challenge = await self.rp.take(credential, Purpose.STEP_UP)
+        if challenge.user_id != user_id:
+            raise refused("step-up-challenge-of-another-user")
+        passkey, verified_user, count = await self.assertion(credential, challenge, user_id)
+        verdict = await self.db.run(store.use_passkey(passkey["id"], count, now))
+        if verdict is not store.UseVerdict.OK:
+            raise count_refused(verdict, passkey)
+        return (Method.HWK, Method.USER) if verified_user else (Method.HWK,)

@@ -25,6 +25,7 @@ from service.errors import (
     FlowDeadError,
     FlowUsedError,
     InvalidPasskeyError,
+    InvalidRequestError,
     NotFoundError,
     SigninExpiredError,
 )
@@ -200,6 +201,13 @@ class Passkeys:
         self.account_factors.notices.send(
             Notice(kind="factor_removed", to=identity.email, factor=NOTICE_NAME)
         )
+
+    async def step_up_options(self, identity: Identity, ip: str) -> dict[str, Any]:
+        """Request options for confirming it's them (a step-up) with one of their passkeys."""
+        self._require_enabled()
+        if store.PASSKEY not in await self.account_factors.step_up_methods(identity.user_id):
+            raise InvalidRequestError("You have no passkey.")
+        return await self.factor.step_up_options(identity.user_id, ip)
 
     # --- signing in -------------------------------------------------------------------------
 

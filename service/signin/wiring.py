@@ -18,7 +18,7 @@ from service.signin.address import AddressChange
 from service.signin.bindings import Bindings
 from service.signin.ceremonies import RelyingParty
 from service.signin.enrolment import EnrolStep
-from service.signin.factors import AccountFactors
+from service.signin.factors import AccountFactors, StepUpMethod
 from service.signin.flows import Login
 from service.signin.links import LinkCodec
 from service.signin.notices import DeviceNotices
@@ -79,10 +79,14 @@ def build_signin(
     # Passkeys answer second steps beside the factors passed in (when they are on at all).
     passkey_factor = PasskeyFactor(RelyingParty(settings, database, clock), database)
     built_in: list[SecondFactor] = [totp, recovery]
+    step_ups: list[StepUpMethod] = []
     if settings.passkeys_enabled:
         built_in.append(passkey_factor)
+        step_ups.append(passkey_factor)  # and a step-up, beside the app's code
     factors = SecondFactors([*built_in, *second_factors])
-    account_factors = AccountFactors(settings, database, access, totp, recovery, notices, clock)
+    account_factors = AccountFactors(
+        settings, database, access, totp, recovery, notices, clock, step_ups
+    )
     steps = SecondStep(
         settings,
         database,

@@ -351,7 +351,14 @@ def user_email(user_id: str) -> UseCase[str | None]:
 
 @replayable
 def raise_assurance(
-    session_id: str, user_id: str, *, aal: int, amr: tuple[str, ...], actor: Actor, now: int
+    session_id: str,
+    user_id: str,
+    *,
+    aal: int,
+    amr: tuple[str, ...],
+    method: str,
+    actor: Actor,
+    now: int,
 ) -> UseCase[Row | None]:
     """Record a step passed on a live session (step-up): its level, methods and `auth_time`
     become those of now. None when the session is not the user's or has ended."""
@@ -363,6 +370,6 @@ def raise_assurance(
     )
     if not rows:
         return None
-    details = {"session_id": session_id, "aal": aal, "amr": list(amr)}
+    details = {"session_id": session_id, "method": method, "aal": aal, "amr": list(amr)}
     yield from record(Event.STEP_UP_PASSED, actor=actor, now=now, user_id=user_id, details=details)
     return rows[0]

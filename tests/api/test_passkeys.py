@@ -208,7 +208,7 @@ def test_adding_and_removing_need_the_same_recent_step_as_every_factor_change(
     ):
         assert response.status_code == 403, response.text
         error = response.json()["error"]
-        assert error["code"] == "step_up_required" and error["methods"] == ["totp"]
+        assert error["code"] == "step_up_required" and error["methods"] == ["passkey", "totp"]
     assert len(rig.client.get("/api/passkeys").json()["passkeys"]) == 1  # nothing removed
     # A new sign-in is a new step: then the removal goes through.
     rig.sign_in_by_mail(EMAIL)

@@ -87,6 +87,51 @@ def test_adding_and_removing_ask_for_a_recent_step(rig: PasskeyRig, clock: FakeC
     assert len(rig.client.get("/api/passkeys").json()["passkeys"]) == 1
 
 
+def test_the_step_up_page_takes_a_passkey_then_the_removal_goes_through(
+    rig: PasskeyRig, clock: FakeClock
+) -> None:
+    rig.sign_in_by_mail(EMAIL)
+    auth = SoftAuthenticator()
+    add_by_form(rig, auth, "Desk key")
+    passkey_id = rig.client.get("/api/passkeys").json()["passkeys"][0]["id"]
+    clock.advance(601)
+    page = rig.client.get("/login/step-up?next=/account%23passkeys")
+    # The passkey button (shown by static/passkeys.js, which asks the step-up's own options),
+    # and no code form: this person has no authenticator app.
+    assert "data-passkey-step" in page.text and "Use your passkey" in page.text
+    assert 'data-options="/api/passkeys/step-up/options"' in page.text
+    assert "passkeys.js" in page.text and 'name="method" value="totp"' not in page.text
+    # What the script posts: the answer as `code`. A refused one shows the page again.
+    data = {"method": "passkey", "code": "{}", "next": "/account#passkeys"}
+    refused = post_form(rig.client, "/login/step-up", data, token=csrf_of(page))
+    assert refused.status_code == 400 and 'class="error"' in refused.text
+    assert 'name="next" value="/account#passkeys"' in refused.text
+    options = rig.client.post("/api/passkeys/step-up/options", json={}).json()["publicKey"]
+    data["code"] = json.dumps(auth.get(options, origin=ORIGIN))
+    stepped = post_form(rig.client, "/login/step-up", data, token=csrf_of(page))
+    assert stepped.status_code == 303 and stepped.headers["location"] == "/account#passkeys"
+    account = rig.client.get("/account")
+    removed = post_form(
+        rig.client, f"/account/passkeys/{passkey_id}/remove", {}, token=csrf_of(account)
+    )
+    assert removed.status_code == 303
+    assert removed.headers["location"] == "/account?passkey=removed#passkeys"
+    assert rig.client.get("/api/passkeys").json()["passkeys"] == []
+
+
+def test_the_step_up_page_offers_the_passkey_beside_the_apps_code(
+    rig: PasskeyRig, clock: FakeClock
+) -> None:
+    user_id = rig.enrol_totp(EMAIL)
+    rig.sign_in_by_mail(EMAIL)
+    code = rig.totp.code(user_id, rig.now())
+    rig.client.post("/api/second-factor", json={"method": "totp", "code": code})
+    add_by_form(rig, SoftAuthenticator(), "Desk key")
+    page = rig.client.get("/login/step-up").text
+    assert "Use your passkey" in page and 'name="method" value="totp"' in page
+    assert page.index("data-passkey-step") < page.index('name="method" value="totp"')
+
+
 def test_without_passkeys_the_pages_offer_none(
     make_settings: SettingsFactory, clock: FakeClock, transport: RecordingTransport
 ) -> None:

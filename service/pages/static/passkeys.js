@@ -163,12 +163,12 @@
     }
   }
 
-  // --- the second step -----------------------------------------------------------------------
+  // --- the second step, and a step-up (whose form names its own options) --------------------
   var stepForm = document.querySelector("form[data-passkey-step]");
   if (stepForm) {
     stepForm.addEventListener("submit", function (event) {
       event.preventDefault();
-      fetchOptions("/api/passkeys/login/options").then(function (body) {
+      fetchOptions(stepForm.dataset.options || "/api/passkeys/login/options").then(function (body) {
         return navigator.credentials.get({ publicKey: requestOptions(body.publicKey) });
       }).then(function (credential) {
         send(stepForm, credential);
