@@ -144,6 +144,11 @@ def purge_batch(
     # Every instance purges on its own timer: one at a time does a batch and the others find
     # those rows gone, instead of racing over the same rows (and risking a deadlock).
     yield Lock("latch.purge")
+    if dialect == "postgresql":
+        # Planned for the values of each batch: the windows change size from batch to batch
+        # (the Pacer), and the generic plan PostgreSQL settles on after a few runs of a
+        # prepared statement made a 100-row DELETE of flows take 4 ms instead of 0.4 ms.
+        yield Q("SET LOCAL plan_cache_mode = force_custom_plan")
     params = {"now": now, "cut": cut, "after": after, "n": n}
     if target.key is None:
         rows = yield Q(_by_address(target, dialect), params)
