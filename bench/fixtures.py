@@ -94,7 +94,15 @@ async def _make_flows(database_url: str, secret: str, files: dict[Path, int]) ->
                         )
                     )
                     lines.append(f"{flow_id},{code}\n")
-                await database.run(_open_many(chunk, limits, now))
+                if database.dialect == "sqlite":
+                    await database.run(_open_many(chunk, limits, now))
+                else:
+                    # PostgreSQL takes each flow's locks in order within a transaction, so
+                    # two flows' locks cannot share one: a transaction each, the pool's
+                    # connections working side by side.
+                    await asyncio.gather(
+                        *(database.run(_open_many([flow], limits, now)) for flow in chunk)
+                    )
             path.write_text("".join(lines))
     finally:
         await database.disconnect()

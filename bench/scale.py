@@ -1,91 +1,42 @@
 """`python -m bench.scale` (`make bench-scale`): cost with data, and the purge of a backlog
-under load.
+under load, on SQLite and on PostgreSQL 15.
+
+For each database:
 
 1. Latch on an empty database: `/auth/check`, `/api/verify`, `/api/start`.
 2. The same on a database holding 1,000,000 users with live sessions, 1,000,000 dead
    sessions and 3,000,000 old flows and mail-log rows (written straight into the tables after
-   migration): each endpoint should stay within 10% of the empty run.
+   migration, bench/scale_db.py): each endpoint should stay within 10% of the empty run.
 3. The same database with the purge switched on: `/api/start` and `/api/verify` loaded while
-   it deletes the backlog in batches; p99 ≤ 100 ms and no request over 1 s.
+   it deletes the backlog in batches; p99 ≤ 100 ms and no request over 1 s. Beside it, the
+   same loads' p99 and max from step 2 (no purge), which is what the purge is to be judged
+   against: at 64 connections on two cores the loads' own tail is most of it.
 
-SQLite only (PostgreSQL's batching is proven by tests/store/test_purge.py, not timed here).
-`--scale 0.1` runs a tenth of the data. Prints a Markdown report; `--write` adds it to
-bench/SCALE.md.
+PostgreSQL runs in a throwaway cluster of the tests' kind (tests/support/postgres.py: fsync
+and synchronous_commit off, as SQLite runs with synchronous=NORMAL), Latch pointed at it with
+DATABASE_URL. `--scale 0.1` runs a tenth of the data; `--database sqlite|postgres|both`.
+Prints a Markdown report; `--write` adds it to bench/SCALE.md.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
-import sqlite3
 import tempfile
 import threading
 import time
+from collections.abc import Callable, Iterator
+from functools import partial
 from pathlib import Path
 
 from bench import fixtures
 from bench.load import THREADS, Load, Result, run_wrk
+from bench.scale_db import backlog_left, postgres_cluster, seed
 from bench.servers import MailSink, Server, latch_env
 
 HERE = Path(__file__).resolve().parent
-FLOW_RETENTION = 86400
-OLD = 2 * FLOW_RETENTION
-_NUMBERS = "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < ?) "
-
-
-def seed(database: Path, *, users: int, dead: int, flows: int) -> float:
-    """Write the backlog straight into the tables; the seconds it took."""
-    began = time.monotonic()
-    now = int(time.time())
-    old = now - OLD
-    with contextlib.closing(sqlite3.connect(database)) as conn:
-        conn.execute("PRAGMA journal_mode = WAL")
-        conn.execute("PRAGMA synchronous = OFF")
-        with conn:
-            conn.execute(
-                _NUMBERS + "INSERT INTO users (id, email, email_key, created_at)"
-                " SELECT 'u' || i, 'u' || i || '@scale.example.com',"
-                " 'u' || i || '@scale.example.com', ? FROM n",
-                (users, now),
-            )
-            conn.execute(
-                _NUMBERS + "INSERT INTO sessions (id, user_id, refresh_hash, created_at,"
-                " last_used_at, idle_expires_at, expires_at, ip, user_agent, auth_time)"
-                " SELECT 'l' || i, 'u' || i, 'lr' || i, ?, ?, ?, ?, '192.0.2.1', 'ua', ? FROM n",
-                (users, now, now, now + 7 * 86400, now + 30 * 86400, now),
-            )
-            conn.execute(
-                _NUMBERS + "INSERT INTO sessions (id, user_id, refresh_hash, created_at,"
-                " last_used_at, idle_expires_at, expires_at, ip, user_agent, auth_time)"
-                " SELECT 'd' || i, 'u' || (1 + i % ?), 'dr' || i, ?, ?, ?, ?, '192.0.2.1',"
-                " 'ua', ? FROM n",
-                (dead, max(1, users), old, old, old, old, old),
-            )
-            conn.execute(
-                _NUMBERS + "INSERT INTO login_flows (id, email, email_key, code_hash, link_hash,"
-                " next_url, created_at, expires_at, mail_status, mail_at, ip, user_agent)"
-                " SELECT 'o' || i, 'o@scale.example.com', 'o@scale.example.com', 'h', 'h', '/',"
-                " ?, ?, 'sent', ?, '192.0.2.1', 'ua' FROM n",
-                (flows, old, old, old),
-            )
-            conn.execute(
-                _NUMBERS + "INSERT INTO mail_log (flow_id, email_key, created_at)"
-                " SELECT 'o' || i, 'o@scale.example.com', ? FROM n",
-                (flows, old),
-            )
-        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-    return time.monotonic() - began
-
-
-def backlog_left(database: Path) -> int:
-    """Old flows and dead sessions still there (a read-only look)."""
-    with contextlib.closing(sqlite3.connect(f"file:{database}?mode=ro", uri=True)) as conn:
-        cut = int(time.time()) - FLOW_RETENTION
-        flows = conn.execute("SELECT COUNT(*) FROM login_flows WHERE created_at < ?", (cut,))
-        dead = conn.execute(
-            "SELECT COUNT(*) FROM sessions WHERE expires_at < ?", (int(time.time()),)
-        )
-        return int(flows.fetchone()[0]) + int(dead.fetchone()[0])
+WAIT = 300.0
+NAMES = {"sqlite": "SQLite", "postgres": "PostgreSQL 15"}
 
 
 def loads(latch: Server, sink: MailSink, flows: Path, seconds: float) -> dict[str, Result]:
@@ -108,48 +59,25 @@ def loads(latch: Server, sink: MailSink, flows: Path, seconds: float) -> dict[st
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the three phases and print the report."""
+    """Run the three phases on each database and print the report."""
     parser = argparse.ArgumentParser(prog="python -m bench.scale", description=__doc__)
     parser.add_argument("--scale", type=float, default=1.0, help="fraction of the data")
     parser.add_argument("--seconds", type=float, default=8.0, help="measured seconds a load")
+    parser.add_argument(
+        "--database", choices=("sqlite", "postgres", "both"), default="both", help="which"
+    )
     parser.add_argument("--write", action="store_true", help="add the report to bench/SCALE.md")
     opts = parser.parse_args(argv)
-    users, dead, old_flows = (int(n * opts.scale) for n in (1_000_000, 1_000_000, 3_000_000))
-    verify_count = 4000 * int(opts.seconds)
+    kinds = ("sqlite", "postgres") if opts.database == "both" else (opts.database,)
     lines = [f"## Scale run of {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}", ""]
+    lines.append(f"`--scale {opts.scale:g} --seconds {opts.seconds:g}`.")
     with tempfile.TemporaryDirectory(prefix="latch-scale-") as tmp:
-        work = Path(tmp)
-        secret = fixtures.new_secret()
-        results: dict[str, dict[str, Result]] = {}
-        for phase in ("empty", "big"):
-            data = work / phase
-            flows = work / f"verify-{phase}.txt"
-            extra = {work / "verify-purge.txt": verify_count} if phase == "big" else {}
-            fixtures.make_flows(
-                f"sqlite:///{data / 'latch.db'}", secret, {flows: verify_count, **extra}
-            )
-            if phase == "big":
-                took = seed(data / "latch.db", users=users, dead=dead, flows=old_flows)
-                lines.append(
-                    f"Seeded {users:,} users with live sessions, {dead:,} dead sessions and"
-                    f" {old_flows:,} old flows and mail-log rows in {took:.0f} s."
-                )
-            print(f"{phase} database:", flush=True)
-            latch = Server("latch", "service.asgi:app", {}, work / f"latch-{phase}")
-            # A sink per phase: the sign-in that gets the cookie waits for its own mail.
-            with MailSink() as sink:
-                latch.env = latch_env(data, latch.port, secret, sink.port)
-                with latch.start("/healthz", timeout=120):
-                    results[phase] = loads(latch, sink, flows, opts.seconds)
-        lines += ["", "| endpoint | empty req/s | big req/s | change | within 10% |"]
-        lines.append("| --- | ---: | ---: | ---: | --- |")
-        for name, empty in results["empty"].items():
-            big = results["big"][name]
-            change = big.rps / empty.rps - 1
-            ok = "yes" if abs(change) <= 0.10 else "**no**"
-            lines.append(f"| `{name}` | {empty.rps:,.0f} | {big.rps:,.0f} | {change:+.0%} | {ok} |")
-        with MailSink() as sink:
-            lines += ["", *purge_phase(work, secret, sink, opts.seconds)]
+        for kind in kinds:
+            with _databases(kind, Path(tmp)) as url_of:
+                part = ["", f"### {NAMES[kind]}", ""]
+                part += run_database(kind, url_of, Path(tmp) / kind, opts.scale, opts.seconds)
+                print("\n".join(part), flush=True)
+                lines += part
     report = "\n".join(lines) + "\n"
     print(report)
     if opts.write:
@@ -160,19 +88,100 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def purge_phase(work: Path, secret: str, sink: MailSink, seconds: float) -> list[str]:
+@contextlib.contextmanager
+def _databases(kind: str, work: Path) -> Iterator[Callable[[str], str]]:
+    """A function giving the DATABASE_URL of each phase's database ("empty", "big")."""
+    if kind == "sqlite":
+        yield lambda phase: f"sqlite:///{work / kind / phase / 'latch.db'}"
+        return
+    with postgres_cluster() as cluster:
+        made: dict[str, str] = {}
+
+        def url_of(phase: str) -> str:
+            if phase not in made:
+                made[phase] = cluster.create_database(phase)
+            return made[phase]
+
+        yield url_of
+
+
+def run_database(
+    kind: str, url_of: Callable[[str], str], work: Path, scale: float, seconds: float
+) -> list[str]:
+    """The empty and big runs and the purge under load on one database; its report."""
+    users, dead, old_flows = (int(n * scale) for n in (1_000_000, 1_000_000, 3_000_000))
+    verify_count = 4000 * int(seconds)
+    secret = fixtures.new_secret()
+    results: dict[str, dict[str, Result]] = {}
+    lines: list[str] = []
+    for phase in ("empty", "big"):
+        url = url_of(phase)
+        flows = work / f"verify-{phase}.txt"
+        extra = {work / "verify-purge.txt": verify_count} if phase == "big" else {}
+        work.mkdir(parents=True, exist_ok=True)
+        fixtures.make_flows(url, secret, {flows: verify_count, **extra})
+        if phase == "big":
+            took = seed(url, users=users, dead=dead, flows=old_flows)
+            lines.append(
+                f"Seeded {users:,} users with live sessions, {dead:,} dead sessions and"
+                f" {old_flows:,} old flows and mail-log rows in {took:.0f} s."
+            )
+        print(f"{NAMES[kind]}, {phase} database:", flush=True)
+        results[phase] = _serve(
+            work, phase, url, secret, partial(loads, flows=flows, seconds=seconds)
+        )
+    lines += ["", "| endpoint | empty req/s | big req/s | change | within 10% | big p99 ms |"]
+    lines.append("| --- | ---: | ---: | ---: | --- | ---: |")
+    for name, empty in results["empty"].items():
+        big = results["big"][name]
+        change = big.rps / empty.rps - 1
+        ok = "yes" if abs(change) <= 0.10 else "**no**"
+        lines.append(
+            f"| `{name}` | {empty.rps:,.0f} | {big.rps:,.0f} | {change:+.0%} | {ok} |"
+            f" {big.p99:.1f} |"
+        )
+    with MailSink() as sink:
+        lines += ["", *purge_phase(work, url_of("big"), secret, sink, seconds, results["big"])]
+    return lines
+
+
+def _env(data: Path, url: str, latch: Server, secret: str, sink: MailSink) -> dict[str, str]:
+    env = latch_env(data, latch.port, secret, sink.port)
+    if not url.startswith("sqlite"):
+        env["DATABASE_URL"] = url
+    return env
+
+
+def _serve(
+    work: Path,
+    phase: str,
+    url: str,
+    secret: str,
+    measure: Callable[[Server, MailSink], dict[str, Result]],
+) -> dict[str, Result]:
+    data = Path(url.partition(":///")[2]).parent if url.startswith("sqlite") else work / phase
+    latch = Server("latch", "service.asgi:app", {}, work / f"latch-{phase}")
+    # A sink per phase: the sign-in that gets the cookie waits for its own mail.
+    with MailSink() as sink:
+        latch.env = _env(data, url, latch, secret, sink)
+        with latch.start("/healthz", timeout=120):
+            return measure(latch, sink)
+
+
+def purge_phase(
+    work: Path, url: str, secret: str, sink: MailSink, seconds: float, quiet: dict[str, Result]
+) -> list[str]:
     """Start and verify under load while the purge deletes the backlog."""
-    data = work / "big"
-    database = data / "latch.db"
-    before = backlog_left(database)
+    data = Path(url.partition(":///")[2]).parent if url.startswith("sqlite") else work / "big"
+    before = backlog_left(url)
     latch = Server("latch", "service.asgi:app", {}, work / "latch-purge")
-    latch.env = {**latch_env(data, latch.port, secret, sink.port), "PURGE_INTERVAL": "2"}
+    latch.env = {**_env(data, url, latch, secret, sink), "PURGE_INTERVAL": "2"}
     finished: list[float] = []
     stop = threading.Event()
 
     def watch(began: float) -> None:
         while not stop.wait(0.5):
-            if backlog_left(database) == 0:
+            if backlog_left(url) == 0:
                 finished.append(time.monotonic() - began)
                 return
 
@@ -189,26 +198,35 @@ def purge_phase(work: Path, secret: str, sink: MailSink, seconds: float) -> list
             "POST /api/verify": run_wrk(latch.url, latch.host_header, verify, seconds),
         }
         loaded = time.monotonic() - began
-        watcher.join(600)
+        # The purge goes on after the loads (paced, a fifth of the database's time at most);
+        # waiting for the last of a full-size backlog on PostgreSQL would be many minutes, so
+        # the run stops looking after WAIT and reports what was left and the rate.
+        watcher.join(WAIT)
         stop.set()
-    done = (
-        f"the backlog was gone after {finished[0]:.0f} s"
-        if finished
-        else "the backlog was not gone within 10 minutes"
-    )
+        looked = time.monotonic() - began
+    if finished:
+        done = (
+            f"the backlog was gone after {finished[0]:.0f} s ({before / finished[0]:,.0f} rows/s)"
+        )
+    else:
+        left = backlog_left(url)
+        done = (
+            f"{left:,} rows were left after {looked:.0f} s ({(before - left) / looked:,.0f} rows/s)"
+        )
     out = [
         f"Purge under load: {before:,} old flows and dead sessions waiting; the purge"
         f" (PURGE_INTERVAL=2) began ~2 s after start-up; the loads ran for the first"
         f" {loaded:.0f} s; {done}.",
         "",
-        "| endpoint during the purge | req/s | p99 ms | max ms | target |",
-        "| --- | ---: | ---: | ---: | --- |",
+        "| endpoint during the purge | req/s | p99 ms | max ms | no purge: p99 / max ms | target |",
+        "| --- | ---: | ---: | ---: | ---: | --- |",
     ]
     for name, r in measured.items():
         ok = "meets" if r.p99 <= 100 and r.max_ms <= 1000 and not r.errors else "**MISSES**"
+        q = quiet[name]
         out.append(
             f"| `{name}` | {r.rps:,.0f} | {r.p99:.1f} | {r.max_ms:.1f} |"
-            f" p99 ≤ 100 ms, max ≤ 1 s: {ok} |"
+            f" {q.p99:.1f} / {q.max_ms:.1f} | p99 ≤ 100 ms, max ≤ 1 s: {ok} |"
         )
     return out
 

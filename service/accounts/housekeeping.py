@@ -1,11 +1,14 @@
 """The periodic purge, in full: the flows, sessions, sign-ins, passkey challenges and OpenID
 requests and grants of store.purge, then audit events past AUDIT_RETENTION and finished
-webhook messages, each in bounded batches (sign-ins go on between them)."""
+webhook messages, each in batches sized by time and spaced in proportion (store.Pacer), so
+sign-ins go on between them."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import time
 from collections.abc import Awaitable, Callable
 
 from service import store
@@ -18,7 +21,6 @@ from service.store import webhooks as hooks_store
 FLOW_RETENTION = 86400
 # Delivered, failed and cancelled webhook messages stay visible to the admin API this long.
 OUTBOX_RETENTION = 7 * 86400
-BATCH = 1000
 
 log = logging.getLogger("latch.purge")
 
@@ -28,35 +30,40 @@ async def purge_all(
     settings: Settings,
     now: int,
     *,
-    between: Callable[[], Awaitable[None]] = store.breathe,
+    between: Callable[[float], Awaitable[None]] = store.breathe,
+    batch: int | None = None,
 ) -> dict[str, int]:
     """Purge everything that has expired; counts per table. `between` runs between batches
-    (never inside one): the periodic purge stops there at shutdown."""
-    counts = await store.purge(database, now, FLOW_RETENTION, between=between)
+    (never inside one): the periodic purge stops there at shutdown. `batch` fixes the size of
+    every batch (tests count them); by default they are sized by time."""
+    counts = await store.purge(database, now, FLOW_RETENTION, between=between, batch=batch)
+    audit_cut = now - settings.operator.audit_retention
     counts["audit_events"] = await _batches(
-        database,
-        lambda: store.purge_events(now - settings.operator.audit_retention, BATCH),
-        between,
+        database, lambda n: store.purge_events(audit_cut, n), between, batch
     )
     counts["webhook_outbox"] = await _batches(
-        database, lambda: hooks_store.purge_outbox(now - OUTBOX_RETENTION, BATCH), between
+        database, lambda n: hooks_store.purge_outbox(now - OUTBOX_RETENTION, n), between, batch
     )
     return counts
 
 
 async def _batches(
     database: Database,
-    batch: Callable[[], UseCase[int]],
-    between: Callable[[], Awaitable[None]],
+    batch: Callable[[int], UseCase[int]],
+    between: Callable[[float], Awaitable[None]],
+    size: int | None,
 ) -> int:
     """Run a batch deleting use case until a batch comes back short."""
+    pacer = store.Pacer(size, fixed=True) if size is not None else store.Pacer()
     total = 0
     while True:
-        deleted = await database.run(batch())
+        n = pacer.size
+        began = time.monotonic()
+        deleted = await database.run(batch(n))
         total += deleted
-        if deleted < BATCH:
+        if deleted < n:
             return total
-        await between()
+        await between(pacer.done(time.monotonic() - began))
 
 
 class _PurgeStopped(Exception):
@@ -90,10 +97,14 @@ class Purge:
             log.warning("purge: the batch in flight was abandoned at shutdown")
         self._task = None
 
-    async def _between(self) -> None:
+    async def _between(self, pause: float) -> None:
         if self._stopping.is_set():
             raise _PurgeStopped
-        await store.breathe()
+        # The pause ends early at shutdown (the next check stops the purge).
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stopping.wait(), pause)
+        if self._stopping.is_set():
+            raise _PurgeStopped
 
     async def _run(self) -> None:
         interval = self.settings.storage.purge_interval

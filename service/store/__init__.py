@@ -75,7 +75,7 @@ from service.store.passkeys import (
     take_challenge,
     use_passkey,
 )
-from service.store.purge import BATCH, breathe, purge
+from service.store.purge import BATCH, Pacer, breathe, purge
 from service.store.sessions import (
     NewSession,
     NewStep,
@@ -171,6 +171,7 @@ __all__ = [
     "peek_link",
     "BATCH",
     "purge",
+    "Pacer",
     "breathe",
     "remove_passkey",
     "rename_passkey",

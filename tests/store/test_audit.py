@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from service import db, store
-from service.accounts.housekeeping import BATCH, purge_all
+from service.accounts.housekeeping import purge_all
 from service.settings import Settings
 from service.web.state import app_state_of
 from tests.conftest import (
@@ -145,14 +145,14 @@ def test_events_past_the_retention_are_purged_in_batches(
     now = int(clock())
     old, young = now - 2 * 86400, now - 3600
     run_on(database_url, db.migrate(now))
-    run_on(database_url, _many(old, BATCH * 2 + 5))
+    run_on(database_url, _many(old, store.BATCH * 2 + 5))
     run_on(database_url, _many(young, 3))
 
     async def purge(database: db.Database) -> dict[str, int]:
         return await purge_all(database, settings, now)
 
     counts = _with_database(database_url, purge)
-    assert counts["audit_events"] == BATCH * 2 + 5
+    assert counts["audit_events"] == store.BATCH * 2 + 5
     left = events(database_url)
     assert len(left) == 3 and all(e["at"] == young for e in left)
 

@@ -19,9 +19,9 @@ from tests.conftest import SettingsFactory
 from tests.support.backlog import seed_backlog, seed_provider_backlog
 
 
-def _flow(email: str, now: int) -> NewFlow:
+def _flow(email: str, now: int, flow_id: str | None = None) -> NewFlow:
     return NewFlow(
-        id=new_id(),
+        id=flow_id or new_id(),
         email=email,
         email_key=email,
         code_hash="h",
@@ -56,8 +56,10 @@ async def _purge_with_starts(
             order.append("purge")
             return await run(use_case, write=write)
 
-        async def start_a_sign_in() -> None:
-            flow = _flow(f"new{len(fresh)}@example.com", now)
+        async def start_a_sign_in(_pause: float) -> None:
+            # Ids after the backlog's ('f1'..'f45' < 'fz…'): the purge walks over them later
+            # in the same run, and must leave them.
+            flow = _flow(f"new{len(fresh)}@example.com", now, f"fz{len(fresh):03d}{new_id()}")
             outcome = await run(store.open_flow(flow, settings.limits, now))
             assert outcome.state == Verdict.OK
             fresh.append(flow.id)
@@ -128,7 +130,7 @@ def test_openid_rows_and_passkey_challenges_are_purged_in_batches_too(
             await database.run(seed_provider_backlog(old=now - FLOW_RETENTION - 3600, now=now))
             pauses = 0
 
-            async def pause() -> None:
+            async def pause(_pause: float) -> None:
                 nonlocal pauses
                 pauses += 1
 
@@ -146,10 +148,10 @@ def test_openid_rows_and_passkey_challenges_are_purged_in_batches_too(
     assert counts["oauth_grants"] == 7
     assert counts["webauthn_challenges"] == 5
     assert left == {"oauth_requests": ["q6"], "oauth_grants": ["g8"], "webauthn_challenges": ["w6"]}
-    # Batches of 2: 5 rows are two full batches and a short one, 7 are three full and a short
-    # one; a pause after every full batch (the backlog's other tables are empty, the user's
-    # live session is not the purge's).
-    assert pauses == 2 + 3 + 2
+    # Windows of 2 keys, live rows counted: the 6 requests are three full windows (then an
+    # empty one), the 8 grants four, the 6 challenges three; a pause after every full window
+    # (the backlog's other tables are empty; the user's one live session is a short window).
+    assert pauses == 3 + 4 + 3
 
 
 def _ids(table: str) -> db.UseCase[list[str]]:
