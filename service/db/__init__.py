@@ -12,7 +12,7 @@ its result. Each backend runs a whole use case as one transaction:
 from __future__ import annotations
 
 from service.db.migrations import MIGRATIONS, migrate
-from service.db.postgres import PostgresDatabase, advisory_key, pg_statement
+from service.db.postgres import PostgresDatabase, advisory_key, positional
 from service.db.protocol import (
     LOCK_ORDER,
     Database,
@@ -50,7 +50,7 @@ __all__ = [
     "ip_lock",
     "migrate",
     "open_database",
-    "pg_statement",
+    "positional",
     "ping",
     "replayable",
 ]
