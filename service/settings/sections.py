@@ -6,6 +6,7 @@ Checks that need more than one section (production requirements) live on `Settin
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -63,6 +64,18 @@ class StorageSettings:
         return []
 
 
+def _loopback(host: str) -> bool:
+    """True for a name or address of this host (`localhost`, 127.0.0.0/8, ::1)."""
+    if host.lower() in ("localhost", "localhost.localdomain") or host.lower().endswith(
+        ".localhost"
+    ):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
 @dataclass(frozen=True, kw_only=True)
 class MailSettings:
     """How the sign-in mail is written, queued and sent (DESIGN §6)."""
@@ -100,6 +113,13 @@ class MailSettings:
             problems.append("MAIL_WORKERS must be at least 1")
         if self.queue_size < 1:
             problems.append("MAIL_QUEUE_SIZE must be at least 1")
+        if self.smtp_username and self.smtp_tls == "none" and not _loopback(self.smtp_host):
+            # AUTH would carry the password (base64, not hidden) across the network in clear
+            # text. A relay on this host (loopback) is the one place where that is no exposure.
+            problems.append(
+                "SMTP_TLS=none with SMTP_USERNAME would send the SMTP password in clear text:"
+                " use starttls or tls (or a relay on this host)"
+            )
         if "\r" in self.from_address or "\n" in self.from_address:
             # It becomes the From header of every mail: a line break would add headers of its own.
             problems.append("MAIL_FROM must be one address on one line")

@@ -59,6 +59,11 @@ def _refusal(tmp_path: Path, **env: str) -> str:
         (MailSettings, {"smtp_port": 70000}, "SMTP_PORT"),
         (MailSettings, {"workers": 0}, "MAIL_WORKERS"),
         (MailSettings, {"queue_size": 0}, "MAIL_QUEUE_SIZE"),
+        (
+            MailSettings,
+            {"smtp_host": "smtp.example.com", "smtp_tls": "none", "smtp_username": "latch"},
+            "SMTP_TLS",
+        ),
         (MailSettings, {"from_address": "a@example.com\r\nBcc: x@evil.test"}, "MAIL_FROM"),
         (LimitSettings, {"mail_window": 0}, "LIMIT_MAIL_WINDOW"),
         (LimitSettings, {"address_lock": 0}, "LIMIT_ADDRESS_LOCK"),
@@ -81,6 +86,15 @@ def test_a_section_names_the_variable_of_its_bad_value(
 ) -> None:
     problems = section(**values).validate()
     assert len(problems) == 1 and problems[0].startswith(name), problems
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "localhost", "::1", "[::1]"])
+def test_smtp_auth_without_tls_is_allowed_only_to_a_relay_on_this_host(host: str) -> None:
+    assert MailSettings(smtp_host=host, smtp_tls="none", smtp_username="x").validate() == []
+    remote = MailSettings(smtp_host="10.0.0.5", smtp_tls="none", smtp_username="x")
+    assert remote.validate() != []
+    encrypted = MailSettings(smtp_host="10.0.0.5", smtp_tls="starttls", smtp_username="x")
+    assert encrypted.validate() == []
 
 
 @pytest.mark.parametrize("section", SECTIONS)
