@@ -113,7 +113,8 @@ class MailSettings:
             problems.append("MAIL_WORKERS must be at least 1")
         if self.queue_size < 1:
             problems.append("MAIL_QUEUE_SIZE must be at least 1")
-        if self.smtp_username and self.smtp_tls == "none" and not _loopback(self.smtp_host):
+        plain = self.smtp_tls == "none" and self.smtp_host and not _loopback(self.smtp_host)
+        if self.smtp_username and plain:
             # AUTH would carry the password (base64, not hidden) across the network in clear
             # text. A relay on this host (loopback) is the one place where that is no exposure.
             problems.append(
