@@ -29,29 +29,36 @@ new_context = test_pages.new_context
 page = test_pages.page
 
 
-def signin_mail(site: Site, before: int) -> EmailMessage:
+def signin_mail(site: Site, before: int, email: str = EMAIL) -> EmailMessage:
     def arrived() -> EmailMessage | None:
-        mails = [m for m in site.sink.messages_for(EMAIL) if "Sign in" in m["Subject"]]
+        mails = [m for m in site.sink.messages_for(email) if "Sign in" in m["Subject"]]
         return mails[before] if len(mails) > before else None
 
     return eventually(arrived, "the sign-in mail")
 
 
-def first_step(site: Site, page: Page) -> None:
+def first_step(site: Site, page: Page, email: str = EMAIL) -> None:
     """Email and the mailed code: lands on the second-step page."""
-    before = len([m for m in site.sink.messages_for(EMAIL) if "Sign in" in m["Subject"]])
+    before = len([m for m in site.sink.messages_for(email) if "Sign in" in m["Subject"]])
 
     def asked() -> bool:
         # The site keeps a 3-second mail interval per address (test_pages.py): a sign-in
         # right after the last one is refused with "please wait" until it has passed.
         page.goto("/login")
-        page.get_by_label("Email address").fill(EMAIL)
+        page.get_by_label("Email address").fill(email)
         page.get_by_role("button", name="Email me a code").click()
         page.wait_for_load_state()
         return page.url.endswith("/login/code")
 
     eventually(asked, "the sign-in page to accept the address")
-    page.get_by_label("6-digit code").fill(mail_code(signin_mail(site, before)))
+    page.get_by_label("6-digit code").fill(mail_code(signin_mail(site, before, email)))
+
+
+def qr_png(page: Page, tmp_path: Path) -> Path:
+    """The setup page's QR code as Chromium draws it."""
+    png = tmp_path / "qr.png"
+    page.get_by_role("img", name="QR code for your authenticator app").screenshot(path=png)
+    return png
 
 
 def sign_out(page: Page) -> None:
@@ -70,9 +77,7 @@ def test_enrol_then_sign_in_with_the_app_and_with_a_recovery_code(
     shoot(page, "security", dark=True)
     page.get_by_role("button", name="Set up an authenticator app").click()
     expect(page.get_by_role("heading", level=1)).to_have_text("Set up your authenticator app")
-    qr = page.get_by_role("img", name="QR code for your authenticator app")
-    qr.screenshot(path=tmp_path / "qr.png")
-    uri = zbarimg(tmp_path / "qr.png")  # as Chromium drew it
+    uri = zbarimg(qr_png(page, tmp_path))  # as Chromium drew it
     assert uri.startswith("otpauth://totp/Latch:kim@example.com?secret=")
     secret = secret_of(uri)
     page.get_by_text("Cannot scan it?").click()
@@ -115,3 +120,51 @@ def test_enrol_then_sign_in_with_the_app_and_with_a_recovery_code(
     page.get_by_role("button", name="Continue").click()
     expect(page).to_have_url(re.compile(r"/account$"))
     expect(page.locator("main")).to_contain_text("9 recovery codes left")
+
+
+def codes_page(site: Site, page: Page, email: str, tmp_path: Path) -> list[str]:
+    """Sign in as a new address and turn on the app: lands on its recovery codes."""
+    first_step(site, page, email)
+    expect(page).to_have_url(re.compile(r"/account$"))
+    page.goto("/account/security")
+    page.get_by_role("button", name="Set up an authenticator app").click()
+    secret = secret_of(zbarimg(qr_png(page, tmp_path)))
+    page.get_by_label("Enter the 6-digit code the app shows").fill(
+        oathtool(secret, int(time.time()))
+    )
+    page.get_by_role("button", name="Turn on").click()
+    expect(page.get_by_role("heading", level=1)).to_have_text("Save your recovery codes")
+    codes = page.locator("#recovery-codes code").all_inner_texts()
+    assert len(codes) == 10
+    return codes
+
+
+def test_copy_codes_puts_the_codes_on_the_clipboard_one_per_line(
+    site: Site, new_context: test_pages.NewContext, tmp_path: Path
+) -> None:
+    context = new_context()
+    context.grant_permissions(["clipboard-read", "clipboard-write"], origin=site.url)
+    page = context.new_page()
+    codes = codes_page(site, page, "kit@example.com", tmp_path)
+    page.get_by_role("button", name="Copy codes").click()
+    expect(page.get_by_role("status").filter(has_text="Copied")).to_be_visible()
+    shoot(page, "recovery-codes-copied", dark=True)
+    assert page.evaluate("navigator.clipboard.readText()") == "\n".join(codes)
+
+
+def test_without_a_clipboard_copy_codes_selects_them_and_says_so(
+    site: Site, new_context: test_pages.NewContext, tmp_path: Path
+) -> None:
+    context = new_context()
+    # As on a plain-HTTP origin or in an older browser: no navigator.clipboard at all.
+    context.add_init_script(
+        'Object.defineProperty(Navigator.prototype, "clipboard", {get: () => undefined})'
+    )
+    page = context.new_page()
+    codes = codes_page(site, page, "kai@example.com", tmp_path)
+    page.get_by_role("button", name="Copy codes").click()
+    expect(
+        page.get_by_role("status").filter(has_text="Select the codes and copy them")
+    ).to_be_visible()
+    selected = page.evaluate("window.getSelection().toString()")
+    assert [line.strip() for line in selected.split("\n") if line.strip()] == codes

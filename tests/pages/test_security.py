@@ -21,6 +21,7 @@ from tests.support.otp import (
     zbarimg,
 )
 from tests.support.web import csrf_of, hidden, post_form, sign_in_html, start_html
+from tests.web.test_security import assert_page_headers
 
 EMAIL = "hana@example.com"
 
@@ -99,6 +100,11 @@ def test_confirming_shows_the_codes_once_to_save_then_the_secret_is_gone(
     download = re.search(r'href="data:text/plain;charset=utf-8,([^"]+)"', done.text)
     assert download and all(c in unquote(html.unescape(download[1])) for c in codes)
     assert 'type="checkbox" name="saved" value="1" required' in done.text
+    # "Copy codes" waits for static/app.js (hidden without script); nothing inline for the CSP.
+    assert '<button type="button" class="quiet" id="copy-codes" hidden>Copy codes</button>' in (
+        done.text
+    )
+    assert_page_headers(done)
     for path in ("/account", "/account/security"):
         later = client.get(path).text
         assert secret not in later and codes[0] not in later

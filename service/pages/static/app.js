@@ -79,6 +79,37 @@ function focusError() {
   }
 }
 
+// "Copy codes" on the recovery codes page: the codes, one per line, read from the list the
+// page shows (they are never put anywhere else: no attribute, no URL, no storage). Where the
+// clipboard is refused or missing (a plain-HTTP origin, an old browser), the codes are
+// selected for the person to copy themselves.
+function copyCodes(button) {
+  var list = document.getElementById("recovery-codes");
+  var status = document.getElementById("copy-status");
+  if (!list || !status) {
+    return;
+  }
+  function failed() {
+    window.getSelection().selectAllChildren(list);
+    status.textContent = "Select the codes and copy them";
+  }
+  button.addEventListener("click", function () {
+    var codes = Array.prototype.map.call(list.querySelectorAll("code"), function (code) {
+      return code.textContent.trim();
+    });
+    status.textContent = "";
+    if (!navigator.clipboard || !navigator.clipboard.writeText) {
+      failed();
+      return;
+    }
+    navigator.clipboard.writeText(codes.join("\n")).then(function () {
+      status.textContent = "Copied";
+    }, failed);
+  });
+  button.hidden = false;
+}
+
 focusError();
 document.querySelectorAll("form[data-code-form]").forEach(watchCode);
 document.querySelectorAll("[data-countdown]").forEach(countDown);
+document.querySelectorAll("#copy-codes").forEach(copyCodes);
