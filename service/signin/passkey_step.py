@@ -73,7 +73,9 @@ class PasskeyFactor:
         verified = self.rp.verify_assertion(credential, challenge, passkey)
         return passkey, verified.user_verified, verified.new_sign_count
 
-    async def check(self, user_id: str, answer: str, now: int) -> bool:
+    async def check(
+        self, user_id: str, answer: str, now: int, *, actor: store.Actor = store.ANONYMOUS
+    ) -> bool:
         """Whether `answer` is a good assertion of one of the user's passkeys, for a challenge
         handed out to their pending sign-in; a right one records the passkey's use."""
         try:

@@ -77,13 +77,17 @@ class RecoveryCodes:
         log.info("factor.recovery_codes_regenerated user=%s", user_id[:8])
         return codes
 
-    async def check(self, user_id: str, answer: str, now: int) -> bool:
+    async def check(
+        self, user_id: str, answer: str, now: int, *, actor: store.Actor = store.ANONYMOUS
+    ) -> bool:
         """Spend the code if it is one of the user's unused ones (SecondFactor); the person
-        is mailed how many are left."""
+        is mailed how many are left. The audit event names `actor` (the client and its IP)."""
         code = normalise(answer)
         if code is None:
             return False
-        left = await self.db.run(store.use_recovery_code(user_id, self.hash(user_id, code), now))
+        left = await self.db.run(
+            store.use_recovery_code(user_id, self.hash(user_id, code), now, actor=actor)
+        )
         if left is None:
             return False
         log.info("factor.recovery_code_used user=%s left=%d", user_id[:8], left)

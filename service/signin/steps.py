@@ -45,7 +45,8 @@ class SecondFactor(Protocol):
 
     `method` is its name in the API and in `users.second_factors` ("totp", "recovery_code");
     `amr` the RFC 8176 values a pass adds. `check` answers whether `answer` is right for the
-    user now; a factor that must prevent replay or count failures does it inside `check`.
+    user now; a factor that must prevent replay or count failures does it inside `check`, and
+    one that audits what it spends names `actor` (the client, with its IP) in the event.
     """
 
     @property
@@ -53,7 +54,9 @@ class SecondFactor(Protocol):
     @property
     def amr(self) -> tuple[Method, ...]: ...
 
-    async def check(self, user_id: str, answer: str, now: int) -> bool: ...
+    async def check(
+        self, user_id: str, answer: str, now: int, *, actor: store.Actor = store.ANONYMOUS
+    ) -> bool: ...
 
 
 class SecondFactors:
@@ -141,17 +144,18 @@ class SecondStep:
             raise InvalidRequestError(
                 "This way of signing in is not set up for you.", field="method"
             )
-        if not await factor.check(step.user_id, answer, now):
+        client = store.Actor("anonymous", ip, user_agent)
+        if not await factor.check(step.user_id, answer, now, actor=client):
             tries_left = max(0, MAX_ANSWERS - step.attempts)
             log.info(
                 "step.failed method=%s signin=%s tries_left=%d", method, step_id[:8], tries_left
             )
-            # Audited here, once for every factor (the registry's `check` knows no client): its
-            # own transaction on this failure path; the attempt was counted before the check.
+            # Audited here, once for every factor: its own transaction on this failure path;
+            # the attempt was counted before the check.
             await self.db.run(
                 store.record_alone(
                     store.Event.LOGIN_FAILED,
-                    actor=store.Actor("anonymous", ip, user_agent),
+                    actor=client,
                     now=now,
                     user_id=step.user_id,
                     reason="wrong_second_factor",

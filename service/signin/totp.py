@@ -145,7 +145,9 @@ class Totp:
             return None
         return matching_step(secret, normalised, now, after=-1)
 
-    async def check(self, user_id: str, answer: str, now: int) -> bool:
+    async def check(
+        self, user_id: str, answer: str, now: int, *, actor: store.Actor = store.ANONYMOUS
+    ) -> bool:
         """Whether `answer` is the user's code now, never accepted before (SecondFactor).
 
         Raises CodesLockedError while the address's typed codes are refused (§1.2).

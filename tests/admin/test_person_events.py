@@ -176,7 +176,11 @@ def test_a_wrong_second_factor_and_a_recovery_code_are_audited(
     assert failed[0]["details"]["reason"] == "wrong_second_factor"
     assert failed[0]["details"]["method"] == "totp" and failed[0]["details"]["tries_left"] == 4
     assert failed[0]["ip"] and failed[0]["actor"] == "anonymous"
-    assert named(found, "recovery_code.used")[0]["details"] == {"left": 9}
+    used = named(found, "recovery_code.used")[0]
+    assert used["details"] == {"left": 9}
+    # Spent by a client not yet signed in: audited with that client's IP and agent, as the
+    # failed answer is.
+    assert used["actor"] == "anonymous" and used["ip"] == failed[0]["ip"] and used["user_agent"]
     # The sign-in the recovery code finished, after the code was spent.
     kinds = [e["event"] for e in found]
     assert kinds.index("recovery_code.used") < len(kinds) - 1 - kinds[::-1].index("login.succeeded")

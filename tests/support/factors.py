@@ -47,7 +47,9 @@ class TestTotp:
         """The user's code at `now`."""
         return totp(self.secrets[user_id], int(now) // 30)
 
-    async def check(self, user_id: str, answer: str, now: int) -> bool:
+    async def check(
+        self, user_id: str, answer: str, now: int, *, actor: store.Actor = store.ANONYMOUS
+    ) -> bool:
         """Right for the step of `now` or either neighbour."""
         self.checked += 1
         await asyncio.sleep(0)  # a real factor reads the database here: let others run
