@@ -54,7 +54,7 @@ async def _batches(
     size: int | None,
 ) -> int:
     """Run a batch deleting use case until a batch comes back short."""
-    pacer = store.Pacer(size, fixed=True) if size is not None else store.Pacer()
+    pacer = store.Pacer.of(size)
     total = 0
     while True:
         n = pacer.size

@@ -56,6 +56,11 @@ class Pacer:
         self.size = size
         self.fixed = fixed
 
+    @classmethod
+    def of(cls, batch: int | None) -> Pacer:
+        """Batches of `batch` rows each when given (tests count them), else sized by time."""
+        return cls(batch, fixed=True) if batch is not None else cls()
+
     def done(self, took: float) -> float:
         """A full batch took `took` seconds: size the next one; the pause before it."""
         if not self.fixed:
@@ -188,7 +193,7 @@ async def purge(
     `between(pause)` after each full batch (the event loop and the database serve others
     there); the rows deleted per table."""
     cut = now - keep_flows
-    pacer = Pacer(batch, fixed=True) if batch is not None else Pacer()
+    pacer = Pacer.of(batch)
     counts: dict[str, int] = {}
     for target in TARGETS:
         after, total = "", 0
