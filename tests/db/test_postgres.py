@@ -120,3 +120,11 @@ def test_callers_cancelled_mid_transaction_leave_no_connection_checked_out(
         await asyncio.wait_for(database.disconnect(), 30)
 
     asyncio.run(scenario())
+
+
+def test_named_parameters_become_positional_once_each_in_order_of_first_use() -> None:
+    sql, names = db.positional(
+        "UPDATE t SET a = :now, b = :now WHERE id = :id AND c > :now_plus AND d = 'x:y'"
+    )
+    assert sql == "UPDATE t SET a = $1, b = $1 WHERE id = $2 AND c > $3 AND d = 'x:y'"
+    assert names == ("now", "id", "now_plus")
